@@ -1,0 +1,18 @@
+"""Test set-up: 8 fake CPU devices, fast failure of stuck collectives, a compilation cache.
+
+XLA flags must be set before JAX initialises its backend, hence at import time here.
+"""
+import os
+import tempfile
+
+_FLAGS = ("--xla_force_host_platform_device_count=8 "
+          "--xla_cpu_collective_call_warn_stuck_timeout_seconds=3 "
+          "--xla_cpu_collective_call_terminate_timeout_seconds=6")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip()
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "gan_jax_jax_cache"))
+
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
