@@ -1,0 +1,34 @@
+"""Build a dataset offline from local original files:
+
+    python -m gan_jax.data --dataset mnist --manual_dir ../shared/data/mnist --data_dir ~/tensorflow_datasets
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Sequence
+
+from gan_jax.data import DATASET_NAMES
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gan_jax.data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"),
+                        help="where the TFDS dataset is written (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--manual_dir", default=None,
+                        help="folder holding the original files (default: DATA_DIR/downloads/manual[/NAME], "
+                             "then ../shared/data/NAME next to the checkout)")
+    parser.add_argument("--max_examples", type=int, default=None, help="keep only the first N examples per split")
+    args = parser.parse_args(argv)
+
+    from gan_jax.data import tfds_local  # TFDS is imported only once the arguments are valid
+
+    tfds_local.prepare(args.dataset, args.data_dir, args.manual_dir, max_examples=args.max_examples)
+    builder = tfds_local.local_builder(args.dataset, args.data_dir)
+    sizes = ", ".join(f"{k}: {v.num_examples}" for k, v in sorted(builder.info.splits.items()))
+    print(f"{args.dataset}: {builder.data_dir} ({sizes})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Random-access image sources: TFDS records -> float32 pixels in [-1, 1], resized or padded; Stacked MNIST.
+
+A source has `len()`, `source[i]` -> {"image": float32 [H, W, C], "label": int32} and
+`source.__getitems__(indices)` -> the same keys stacked over the indices (what `Pipeline` reads).
+celeb_a has no class label, so its examples have no "label" key.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from gan_jax.data import tfds_local
+
+FITS = ("auto", "pad", "resize")
+# Stacked MNIST size of VEEGAN / PacGAN: 128,000 images of three digits (paper_tables.md §3).
+STACKED_MNIST_SIZE = 128_000
+
+
+def scale_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-1, 1]: x / 127.5 - 1, so 0 -> -1 and 255 -> 1 exactly."""
+    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return image[top:top + height, left:left + width]
+
+
+def resolve_fit(height: int, width: int, image_size: int, fit: str) -> str:
+    """"none", "pad" or "resize". auto pads a square image when the canvas grows by at most a quarter
+    (MNIST 28 -> 32, the DCGAN convention: digits keep their pixels) and resizes otherwise."""
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; allowed: {FITS}")
+    if fit == "auto":
+        if (height, width) == (image_size, image_size):
+            return "none"
+        square_growth = height == width and height < image_size <= height + height // 4
+        return "pad" if square_growth else "resize"
+    if fit == "pad" and (height > image_size or width > image_size):
+        raise ValueError(f"fit='pad' needs image_size >= the image's {height}x{width}, got {image_size}; "
+                         "use fit='resize' or 'auto'")
+    return fit
+
+
+def fit_image(image: np.ndarray, image_size: int | None, fit: str = "auto", center_crop: int | None = None
+              ) -> np.ndarray:
+    """uint8 [H, W, C] -> uint8 [S, S, C] (S = image_size; None keeps the size).
+
+    center_crop first takes the central crop x crop square (e.g. 108 for DCGAN's CelebA). "pad" adds
+    zero pixels around the image, which become -1 (the background) after scale_pixels. "resize" crops
+    the central square of a non-square image, then resizes bilinearly (PIL, antialiased when shrinking).
+    """
+    if center_crop is not None:
+        if not 0 < center_crop <= min(image.shape[:2]):
+            raise ValueError(f"center_crop must be in 1..{min(image.shape[:2])}, got {center_crop}")
+        image = _center_crop(image, center_crop, center_crop)
+    if image_size is None:
+        return image
+    h, w, c = image.shape
+    mode = resolve_fit(h, w, image_size, fit)
+    if mode == "none":
+        return image
+    if mode == "pad":
+        top, left = (image_size - h) // 2, (image_size - w) // 2
+        return np.pad(image, ((top, image_size - h - top), (left, image_size - w - left), (0, 0)))
+    side = min(h, w)
+    square = _center_crop(image, side, side)
+    pil = Image.fromarray(square[..., 0] if c == 1 else square)
+    return np.asarray(pil.resize((image_size, image_size), Image.BILINEAR)).reshape(image_size, image_size, c)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele et al. 2014): a bijective 64-bit mixer."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def stacked_digit_indices(seed: int, example_indices: Sequence[int] | np.ndarray, num_digits: int) -> np.ndarray:
+    """int64 [k, 3]: the digits stacked as R, G, B in Stacked MNIST example i.
+
+    digit_c(i) = splitmix64(splitmix64(seed) + 3 i + c) mod num_digits: uniform draws with replacement
+    (as Metz et al. 2016 / VEEGAN / PacGAN draw them), a pure function of (seed, i), so any example
+    is computed on its own and the dataset needs no storage.
+    """
+    if seed < 0:
+        raise ValueError(f"stacked_seed must be >= 0, got {seed}")
+    counters = np.asarray(example_indices, dtype=np.uint64)[:, None] * np.uint64(3) + np.arange(3, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic is meant to wrap
+        mixed = _splitmix64(_splitmix64(np.uint64(seed)) + counters)
+    return (mixed % np.uint64(num_digits)).astype(np.int64)
+
+
+class StackedMnistRecords:
+    """Stacked MNIST records from MNIST records: image uint8 [28, 28, 3] = three digits as R, G, B,
+    label = 100 d_R + 10 d_G + d_B, one of 1000 modes.
+
+    Derived at read time rather than stored as its own TFDS dataset: it is a pure function of MNIST
+    and (seed, i), so storing 128,000 x 2,352 bytes again would only duplicate MNIST.
+    """
+
+    def __init__(self, digits: Any, num_examples: int = STACKED_MNIST_SIZE, seed: int = 0):
+        if num_examples < 1:
+            raise ValueError(f"stacked_size must be >= 1, got {num_examples}")
+        stacked_digit_indices(seed, [], 1)  # validates the seed
+        self.digits, self.num_examples, self.seed = digits, num_examples, seed
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def digit_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
+            raise IndexError(f"Stacked MNIST index out of range 0..{self.num_examples - 1}: {indices}")
+        return stacked_digit_indices(self.seed, indices, len(self.digits))
+
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
+        digit_idx = self.digit_indices(indices)
+        recs = self.digits.__getitems__([int(j) for j in digit_idx.reshape(-1)])
+        out = []
+        for k in range(len(digit_idx)):
+            three = recs[3 * k:3 * k + 3]
+            out.append({"image": np.concatenate([r["image"] for r in three], axis=-1),
+                        "label": 100 * int(three[0]["label"]) + 10 * int(three[1]["label"]) + int(three[2]["label"])})
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+
+class ImageSource:
+    """Model-ready view of uint8 records: {"image": float32 [S, S, C] in [-1, 1], "label": int32}."""
+
+    def __init__(self, records: Any, *, image_size: int | None = None, fit: str = "auto",
+                 center_crop: int | None = None):
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be None or >= 1, got {image_size}")
+        if fit not in FITS:
+            raise ValueError(f"unknown fit {fit!r}; allowed: {FITS}")
+        self.records, self.image_size, self.fit, self.center_crop = records, image_size, fit, center_crop
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _examples(self, recs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        images = np.stack([fit_image(np.asarray(r["image"]), self.image_size, self.fit, self.center_crop)
+                           for r in recs])
+        out = {"image": scale_pixels(images)}
+        if "label" in recs[0]:
+            out["label"] = np.asarray([r["label"] for r in recs], dtype=np.int32)
+        return out
+
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        return self._examples(self.records.__getitems__([int(i) for i in np.asarray(indices).reshape(-1)]))
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+def make_image_source(name: str, data_dir: str, split: str, *, image_size: int | None = None,
+                      manual_dir: str | None = None, fit: str = "auto", center_crop: int | None = None,
+                      stacked_size: int = STACKED_MNIST_SIZE, stacked_seed: int = 0) -> ImageSource:
+    """The random-access source of a split of one of DATASET_NAMES.
+
+    Builds the TFDS dataset into data_dir on first use when the original files are found (manual_dir,
+    else data_dir/downloads/manual[/<name>], else ../shared/data/<name>); otherwise raises
+    FileNotFoundError naming the files needed, the folders searched and the manual_dir flag / config
+    field. image_size None or 0 keeps the native size (see fit_image for pad / resize / center_crop).
+    Splits: "train", "test" (celeb_a also "validation") or all joined by "+"; stacked_mnist draws its
+    `stacked_size` examples' digits from that MNIST split with `stacked_seed`.
+    """
+    records = tfds_local.load_records(name, data_dir, split, manual_dir)
+    if name == "stacked_mnist":
+        records = StackedMnistRecords(records, stacked_size, stacked_seed)
+    return ImageSource(records, image_size=image_size or None, fit=fit, center_crop=center_crop)
