@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 _DONE = object()
+PREFETCH_THREAD_NAME = "gan_jax.data prefetch"
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def prefetch_in_background(batches: Iterable[Any], size: int) -> Iterator[Any]:
             return
         put(_DONE)
 
-    thread = threading.Thread(target=produce, daemon=True)
+    thread = threading.Thread(target=produce, name=PREFETCH_THREAD_NAME, daemon=True)
     thread.start()
     try:
         while (item := buffer.get()) is not _DONE:

@@ -114,10 +114,13 @@ def _idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """CIFAR's batches are pickles: allow only the numpy classes they contain, not arbitrary code."""
+    """CIFAR's batches are pickles: allow only the numpy classes they contain, not arbitrary code.
+
+    (_codecs.encode is how protocol-2 pickles written by Python 3 store bytes.)
+    """
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
