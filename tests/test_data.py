@@ -5,6 +5,8 @@ import itertools
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -195,6 +197,8 @@ def test_stacked_mnist_channels_are_the_drawn_digits(mnist, train):
     assert len(other) == 10 and not np.array_equal(other.records.digit_indices(idx[:2]), digits[:2])
     with pytest.raises(IndexError, match="0..9"):
         other[10]
+    with pytest.raises(ValueError, match="apply only to stacked_mnist, not to 'mnist'"):
+        make_image_source("mnist", data_dir, "train", stacked_seed=1)
 
 
 def test_stacked_digits_are_uniform_and_independent():
@@ -218,6 +222,14 @@ def test_same_seed_same_batch_other_seed_other_batch(train):
     assert not np.array_equal(a.batch(0)["label"], Pipeline(train, batch_size=16, seed=8).batch(0)["label"])
     batch = a.batch(3)
     chex.assert_shape([batch["image"], batch["label"]], [(16, 28, 28, 1), (16,)])
+    raw = Pipeline(train.records, batch_size=16, seed=7).batch(3)  # a source of per-example dicts
+    np.testing.assert_allclose(raw["image"] / 127.5 - 1, batch["image"], rtol=0, atol=1e-6)
+
+
+def test_importing_the_package_loads_neither_tfds_nor_jax():
+    code = "import sys, gan_jax.data; print(sorted(m for m in ('tensorflow_datasets', 'jax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_each_epoch_is_a_fresh_permutation(train):

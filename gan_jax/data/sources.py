@@ -162,17 +162,22 @@ class ImageSource:
 
 def make_image_source(name: str, data_dir: str, split: str, *, image_size: int | None = None,
                       manual_dir: str | None = None, fit: str = "auto", center_crop: int | None = None,
-                      stacked_size: int = STACKED_MNIST_SIZE, stacked_seed: int = 0) -> ImageSource:
+                      stacked_size: int | None = None, stacked_seed: int | None = None) -> ImageSource:
     """The random-access source of a split of one of DATASET_NAMES.
 
     Builds the TFDS dataset into data_dir on first use when the original files are found (manual_dir,
     else data_dir/downloads/manual[/<name>], else ../shared/data/<name>); otherwise raises
     FileNotFoundError naming the files needed, the folders searched and the manual_dir flag / config
     field. image_size None or 0 keeps the native size (see fit_image for pad / resize / center_crop).
-    Splits: "train", "test" (celeb_a also "validation") or all joined by "+"; stacked_mnist draws its
-    `stacked_size` examples' digits from that MNIST split with `stacked_seed`.
+    Splits: "train", "test" (celeb_a also "validation") or all joined by "+". stacked_mnist draws the
+    digits of its stacked_size examples (default 128,000) from that MNIST split with stacked_seed
+    (default 0); the two options are rejected for the other datasets.
     """
+    stacked_options = {"stacked_size": stacked_size, "stacked_seed": stacked_seed}
+    if name != "stacked_mnist" and any(v is not None for v in stacked_options.values()):
+        raise ValueError(f"{stacked_options} apply only to stacked_mnist, not to {name!r}")
     records = tfds_local.load_records(name, data_dir, split, manual_dir)
     if name == "stacked_mnist":
-        records = StackedMnistRecords(records, stacked_size, stacked_seed)
+        records = StackedMnistRecords(records, STACKED_MNIST_SIZE if stacked_size is None else stacked_size,
+                                      stacked_seed or 0)
     return ImageSource(records, image_size=image_size or None, fit=fit, center_crop=center_crop)
