@@ -19,9 +19,9 @@ from PIL import Image
 from gan_jax import data
 from gan_jax.data import tfds_local
 from gan_jax.data.__main__ import main as cli_main
-from gan_jax.data.pipeline import PREFETCH_THREAD_NAME, Pipeline, epoch_permutation
+from gan_jax.data.pipeline import PREFETCH_THREAD_NAME, Pipeline, epoch_permutation, splitmix64
 from gan_jax.data.prefetch import prefetch_to_devices, split_for_devices
-from gan_jax.data.sources import ImageSource, fit_image, make_image_source, stacked_digit_indices
+from gan_jax.data.sources import fit_image, make_image_source, stacked_digit_indices
 
 SHARED = tfds_local.PROJECT_MANUAL_ROOT
 N_TRAIN, N_TEST = 256, 64
@@ -185,7 +185,8 @@ def test_stacked_mnist_channels_are_the_drawn_digits(mnist, train):
     idx = np.array([0, 1, 77, 127_999])
     batch = stacked.__getitems__(idx)
     digits = stacked.records.digit_indices(idx)
-    np.testing.assert_array_equal(digits, stacked_digit_indices(3, idx, N_TRAIN))
+    np.testing.assert_array_equal(digits, [[splitmix64_reference(splitmix64_reference(3) + 3 * i + c) % N_TRAIN
+                                            for c in range(3)] for i in idx.tolist()])
     chex.assert_shape(batch["image"], (4, 28, 28, 3))
     for k, (a, b, c) in enumerate(digits):
         np.testing.assert_array_equal(batch["label"][k], 100 * labels[a] + 10 * labels[b] + labels[c])
@@ -232,15 +233,34 @@ def test_importing_the_package_loads_neither_tfds_nor_jax():
     assert out.strip() == "[]"
 
 
+def splitmix64_reference(x):
+    """SplitMix64 in Python integers (Vigna's splitmix64.c, one step from state x)."""
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_splitmix64_matches_the_reference_generator():
+    assert splitmix64_reference(0) == 0xE220A8397B1DCDAF  # splitmix64.c's first output for seed 0
+    x = np.array([0, 1, 2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    np.testing.assert_array_equal(splitmix64(x), [splitmix64_reference(int(v)) for v in x])
+
+
 def test_each_epoch_is_a_fresh_permutation(train):
     p = Pipeline(train, batch_size=60, seed=1)  # 256 examples: 4 steps, 16 left out per epoch
     assert p.steps_per_epoch == 4
     for epoch in (0, 1):
         idx = np.concatenate([p.global_indices(s)[0] for s in range(4 * epoch, 4 * epoch + 4)])
-        np.testing.assert_array_equal(idx, np.random.default_rng([1, epoch]).permutation(N_TRAIN)[:240])
+        key = splitmix64_reference(splitmix64_reference(1) + epoch)
+        expected = sorted(range(N_TRAIN), key=lambda i: splitmix64_reference(splitmix64_reference(key) + i))
+        np.testing.assert_array_equal(idx, expected[:240])
         assert len(np.unique(idx)) == 240
     assert not np.array_equal(p.global_indices(0)[0], p.global_indices(4)[0])
-    np.testing.assert_array_equal(epoch_permutation(1, 0, 5), np.random.default_rng([1, 0]).permutation(5))
+    np.testing.assert_array_equal(np.sort(epoch_permutation(9, 3, 1000)), np.arange(1000))
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        Pipeline(train, batch_size=60, seed=-1)
 
 
 def test_host_shards_are_disjoint_and_make_up_the_global_batch(train):

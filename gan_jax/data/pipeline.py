@@ -18,9 +18,31 @@ _DONE = object()
 PREFETCH_THREAD_NAME = "gan_jax.data prefetch"
 
 
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele, Lea & Flood 2014): a bijective 64-bit mixer, uint64 -> uint64."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic is meant to wrap
+        z = np.asarray(x, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_counters(seed: int, counters: np.ndarray) -> np.ndarray:
+    """uint64 splitmix64(splitmix64(seed) + counter): a counter-based random stream, any element on its own."""
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    with np.errstate(over="ignore"):
+        return splitmix64(splitmix64(np.uint64(seed)) + np.asarray(counters, dtype=np.uint64))
+
+
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-    """The order of the examples in an epoch: numpy's PCG64 seeded by SeedSequence([seed, epoch])."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+    """The order of the examples in an epoch: argsort of hash(hash(seed, epoch), i) over i.
+
+    Defined by this code alone (not by a numpy generator's version), so a resumed run reads the same
+    batches after any library upgrade; the mixer is a bijection, so the keys never tie.
+    """
+    epoch_key = int(hash_counters(seed, np.uint64(epoch)))
+    return np.argsort(hash_counters(epoch_key, np.arange(num_examples, dtype=np.uint64)))
 
 
 def prefetch_in_background(batches: Iterable[Any], size: int) -> Iterator[Any]:
@@ -86,6 +108,8 @@ class Pipeline:
             raise ValueError(f"process_index {process_index} must be in 0..{process_count - 1}")
         if prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
         n = len(source)
         if drop_remainder and n < batch_size:
             raise ValueError(f"batch_size {batch_size} exceeds the {n} examples of the source "

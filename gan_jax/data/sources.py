@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from gan_jax.data import tfds_local
+from gan_jax.data.pipeline import hash_counters
 
 FITS = ("auto", "pad", "resize")
 # Stacked MNIST size of VEEGAN / PacGAN: 128,000 images of three digits (paper_tables.md §3).
@@ -71,27 +72,15 @@ def fit_image(image: np.ndarray, image_size: int | None, fit: str = "auto", cent
     return np.asarray(pil.resize((image_size, image_size), Image.BILINEAR)).reshape(image_size, image_size, c)
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function (Steele et al. 2014): a bijective 64-bit mixer."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def stacked_digit_indices(seed: int, example_indices: Sequence[int] | np.ndarray, num_digits: int) -> np.ndarray:
     """int64 [k, 3]: the digits stacked as R, G, B in Stacked MNIST example i.
 
-    digit_c(i) = splitmix64(splitmix64(seed) + 3 i + c) mod num_digits: uniform draws with replacement
-    (as Metz et al. 2016 / VEEGAN / PacGAN draw them), a pure function of (seed, i), so any example
-    is computed on its own and the dataset needs no storage.
+    digit_c(i) = hash_counters(seed, 3 i + c) mod num_digits (SplitMix64): uniform draws with
+    replacement, as Metz et al. 2016 / VEEGAN / PacGAN draw them, and a pure function of (seed, i), so
+    any example is computed on its own and the dataset needs no storage.
     """
-    if seed < 0:
-        raise ValueError(f"stacked_seed must be >= 0, got {seed}")
     counters = np.asarray(example_indices, dtype=np.uint64)[:, None] * np.uint64(3) + np.arange(3, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # uint64 arithmetic is meant to wrap
-        mixed = _splitmix64(_splitmix64(np.uint64(seed)) + counters)
-    return (mixed % np.uint64(num_digits)).astype(np.int64)
+    return (hash_counters(seed, counters) % np.uint64(num_digits)).astype(np.int64)
 
 
 class StackedMnistRecords:
@@ -105,7 +94,8 @@ class StackedMnistRecords:
     def __init__(self, digits: Any, num_examples: int = STACKED_MNIST_SIZE, seed: int = 0):
         if num_examples < 1:
             raise ValueError(f"stacked_size must be >= 1, got {num_examples}")
-        stacked_digit_indices(seed, [], 1)  # validates the seed
+        if seed < 0:
+            raise ValueError(f"stacked_seed must be >= 0, got {seed}")
         self.digits, self.num_examples, self.seed = digits, num_examples, seed
 
     def __len__(self) -> int:
