@@ -1,0 +1,207 @@
+"""The host-side training loop: `train_and_evaluate(config, workdir)`.
+
+Builds data, networks and the compiled data-parallel step; restores the latest checkpoint of
+the workdir (refusing one of another config); trains with checkpoints every
+`checkpoint_every` steps, at the end and on SIGTERM/SIGINT; logs metrics, visualisations and a
+progress bar; stops at the first non-finite loss without saving it; evaluates at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from gan_jax import checkpoint, config as config_lib, parallel, train, visualize, writers
+from gan_jax.data import mixtures
+
+# On 2 cores, more than ~16 multi-device steps queued without waiting deadlock XLA:CPU's
+# collectives (shared/ENVIRONMENT.md); waiting on every 8th step keeps well clear of it.
+MAX_STEPS_IN_FLIGHT = 8
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or parameter became NaN or Inf; the last good checkpoint is kept."""
+
+
+def make_source(config: ml_collections.ConfigDict, split: str = "train"):
+    """The dataset named by `config.data.name` as a random-access source of {"x": ..., ...} examples."""
+    d = config.data
+    if d.name in mixtures.MIXTURES:
+        return mixtures.MixtureSource(mixtures.get_mixture(d.name), d.num_train, seed=config.seed)
+    from gan_jax import data as data_lib
+    if d.name not in data_lib.DATASET_NAMES:
+        raise ValueError(f"unknown dataset {d.name!r}; allowed: {sorted(mixtures.MIXTURES) + list(data_lib.DATASET_NAMES)}")
+    return _RenameImage(data_lib.make_image_source(d.name, d.data_dir or None, split,
+                                                   image_size=d.image_size or None,
+                                                   manual_dir=d.manual_dir or None))
+
+
+class _RenameImage:
+    """Image sources yield "image"; the train step reads "x"."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitems__(self, idx) -> dict[str, np.ndarray]:
+        out = self.source.__getitems__(idx)
+        return {("x" if k == "image" else k): v for k, v in out.items()}
+
+
+class _StopRequested:
+    """SIGTERM / SIGINT set a flag; the loop checkpoints and exits at the next step."""
+
+    def __init__(self):
+        self.signum = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+
+def _abstract_state(gan: train.GAN, key, data_shape, sharding) -> Any:
+    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape), key)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Train (or resume) the experiment `config` in `workdir`; returns the final evaluation."""
+    mesh = parallel.make_mesh()
+    config_lib.validate(config, num_devices=mesh.size)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+
+    gan = train.build(config)
+    source = make_source(config)
+    data_shape = np.asarray(source.__getitems__([0])["x"]).shape[1:]
+    n_critic, batch_size = config.loss.n_critic, config.batch_size
+    pipeline = _pipeline(source, config)
+    step_fn = parallel.parallelize(train.make_train_step(gan), config.parallel, mesh)
+
+    ckpt = checkpoint.Checkpointer(workdir, config)
+    ckpt.check_config()
+    key = jax.random.key(config.seed)
+    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()))
+    state = ckpt.restore(abstract)
+    if state is None:
+        state = jax.jit(lambda k: train.init_state(gan, k, data_shape), out_shardings=NamedSharding(mesh, P()))(key)
+        logging.info("initialised a new run in %s", workdir)
+    start = int(jax.device_get(state.step))
+    if start:
+        logging.info("resumed from the checkpoint at step %d", start)
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(json.loads(config.to_json_best_effort()), f, indent=2)
+
+    writer = writers.MetricWriter(workdir, enabled=is_chief, resume_step=start)
+    progress = writers.Progress(start, config.steps, enabled=is_chief)
+    sync_every = min(config.log_every, MAX_STEPS_IN_FLIGHT) if mesh.size > 1 else config.log_every
+    device_state = step_fn.put_state(state)
+    del state
+    pending: list[tuple[int, dict]] = []
+    stop = _StopRequested()
+    step = start
+    try:
+        with stop.installed():
+            batches = pipeline.iterate(start)
+            while step < config.steps:
+                host = next(batches)
+                host = {k: v.reshape(n_critic, -1, *v.shape[1:]) for k, v in host.items()}
+                device_state, metrics = step_fn(device_state, step_fn.put_batch(host))
+                step += 1
+                pending.append((step, metrics))
+                boundary = (step % config.checkpoint_every == 0 or step == config.steps
+                            or stop.signum is not None)
+                if boundary or step % sync_every == 0:
+                    _check_and_log(pending, writer, progress, config.log_every)
+                    pending = []
+                if step % config.sample_every == 0 and is_chief:
+                    _visualise(gan, step_fn.get_state(device_state), config, workdir, writer, step)
+                if boundary:
+                    ckpt.save(step, step_fn.get_state(device_state), force=True)
+                if stop.signum is not None:
+                    logging.warning("signal %d: saved the checkpoint at step %d, exiting", stop.signum, step)
+                    raise SystemExit(128 + stop.signum)
+        final = step_fn.get_state(device_state)
+        results = evaluate(gan, final, config)
+        if is_chief:
+            _visualise(gan, final, config, workdir, writer, step)
+            with open(os.path.join(workdir, "eval.json"), "w") as f:
+                json.dump({"step": step, **results}, f, indent=2)
+            writer.write(step, {f"eval/{k}": v for k, v in results.items()})
+        return results
+    finally:
+        ckpt.wait()
+        ckpt.close()
+        progress.close()
+        writer.close()
+
+
+def _pipeline(source, config: ml_collections.ConfigDict):
+    from gan_jax.data.pipeline import Pipeline
+    return Pipeline(source, batch_size=config.batch_size * config.loss.n_critic, seed=config.seed,
+                    process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def _check_and_log(pending: list[tuple[int, dict]], writer: writers.MetricWriter, progress: writers.Progress,
+                   log_every: int) -> None:
+    """Fetch the pending steps' metrics (this waits for them), stop on a non-finite one, log."""
+    fetched = jax.device_get([m for _, m in pending])
+    for (step, _), m in zip(pending, fetched):
+        m = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
+        if not m.pop("finite"):
+            bad = sorted(k for k, v in m.items() if not np.isfinite(v)) or ["parameters"]
+            raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step} ({m}); stopped without "
+                                     "saving: the last checkpoint is the last good state")
+        if step % log_every == 0:
+            writer.write(step, m)
+        last = m
+    progress.update(pending[-1][0], last)
+
+
+def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """The experiment's metrics at the end of a run (mixtures: the VEEGAN/PacGAN mode statistics)."""
+    if config.data.name not in mixtures.MIXTURES:
+        return {}
+    from gan_jax.metrics.mixture import mode_statistics
+    mix = mixtures.get_mixture(config.data.name)
+    samples = _samples(gan, state, config, config.eval.num_samples)
+    stats = mode_statistics(samples, jnp.asarray(mix.means), mix.std)
+    return {k: float(v) for k, v in stats.items()}
+
+
+def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict, n: int) -> jax.Array:
+    key = jax.random.fold_in(jax.random.key(config.seed), 1 << 30)
+    sample = jax.jit(lambda p, s, k: train.sample(gan, p, s, k, n))
+    return sample(jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key)
+
+
+def _visualise(gan, state, config, workdir: str, writer: writers.MetricWriter, step: int) -> None:
+    if config.data.name in mixtures.MIXTURES:
+        mix = mixtures.get_mixture(config.data.name)
+        image = visualize.scatter_png(np.asarray(_samples(gan, state, config, config.eval.num_samples)),
+                                      mix.means, title=f"{config.name} step {step}")
+    else:
+        image = visualize.image_grid(np.asarray(_samples(gan, state, config, 64)), ncols=8)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    visualize.save_png(image, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    writer.write_image("samples", step, image)

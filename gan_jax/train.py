@@ -1,0 +1,220 @@
+"""The GAN train step: a pure function of an immutable state, compiled once, data parallel.
+
+One step is Goodfellow et al. 2014's Algorithm 1 with k = n_critic (WGAN: n_critic = 5):
+n_critic critic updates, each on its own slice of real data and fresh noise, then one generator
+update, all inside one compiled program (`lax.scan` over the critic updates).
+
+The step is written per device with a named axis (`AXIS`): gradients are averaged with
+`lax.pmean`, batch-norm statistics by flax's `axis_name`, and the losses are computed on the
+scores all-gathered over the axis, so batch-coupled losses (relativistic average, ...) see the
+global batch. Noise and interpolation keys are folded from (key, step, critic iteration,
+global example index), so a step gives the same result on any number of devices.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from jax import lax
+
+from gan_jax import config as config_lib, losses, models
+
+AXIS = "batch"
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+# Losses whose generator term also looks at real scores (Jolicoeur-Martineau 2018).
+_NEEDS_REAL = "relativistic"
+
+
+@struct.dataclass
+class ModelState:
+    """One network's trainable state: parameters, batch statistics ({} if none), optimizer state."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+@struct.dataclass
+class GANState:
+    """Everything a run needs to continue exactly (the data position is `step`)."""
+
+    step: jax.Array       # int32 scalar: generator updates done
+    key: jax.Array        # typed PRNG key, fixed for the run; per-step keys are folded from it
+    generator: ModelState
+    critic: ModelState
+    ema_params: Any       # EMA of the generator parameters (equal to them when ema_decay = 0)
+
+
+class GAN(NamedTuple):
+    """The static parts of a run: networks, optimizers and objective, built from a config."""
+
+    generator: nn.Module
+    critic: nn.Module
+    generator_tx: optax.GradientTransformation
+    critic_tx: optax.GradientTransformation
+    loss: losses.GANLoss
+    config: ml_collections.ConfigDict
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GAN:
+    """Networks (batch norm averaged over `axis_name`), optimizers and loss pair of a config."""
+    m = config.model
+    return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name),
+               critic=models.build_critic(m.critic.to_dict(), m.dtype, axis_name),
+               generator_tx=config_lib.make_optimizer(config.optim.generator),
+               critic_tx=config_lib.make_optimizer(config.optim.critic),
+               loss=losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing),
+               config=config)
+
+
+def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...]) -> GANState:
+    """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1))."""
+    k_g, k_d, k_run = jax.random.split(key, 3)
+    cfg = gan.config
+    z = jnp.zeros((1, cfg.model.latent_dim))
+    x = models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack)
+    g_vars = gan.generator.init(k_g, z, train=False)
+    d_vars = gan.critic.init(k_d, x, train=False)
+    if cfg.loss.gradient_penalty and any("BatchNorm" in "/".join(map(str, path)) for path, _ in
+                                         jax.tree_util.tree_flatten_with_path(d_vars.get("batch_stats", {}))[0]):
+        raise ValueError("config.loss.gradient_penalty > 0 needs a critic without batch norm (Gulrajani et al. "
+                         "2017, Sec. 4: the penalty is per example); set the critic's batch_norm=False")
+
+    def model_state(variables, tx):
+        params = variables["params"]
+        return ModelState(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+
+    g = model_state(g_vars, gan.generator_tx)
+    return GANState(step=jnp.zeros((), jnp.int32), key=k_run, generator=g,
+                    critic=model_state(d_vars, gan.critic_tx), ema_params=jax.tree.map(jnp.copy, g.params))
+
+
+def _apply(module: nn.Module, params, batch_stats, x, train: bool):
+    """Apply a network; returns (output, new batch_stats)."""
+    variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+    if train and batch_stats:
+        out, updated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return out, updated["batch_stats"]
+    return module.apply(variables, x, train=train), batch_stats
+
+
+def _gather(scores: jax.Array) -> jax.Array:
+    """Scores of the whole global batch, in global example order."""
+    return lax.all_gather(scores.reshape(-1), AXIS, tiled=True)
+
+
+def _example_keys(key: jax.Array, step: jax.Array, it: int | jax.Array, index: jax.Array) -> jax.Array:
+    """One key per example: fold_in(key, step, critic iteration, global example index)."""
+    k = jax.random.fold_in(jax.random.fold_in(key, step), it)
+    return jax.vmap(jax.random.fold_in, (None, 0))(k, index)
+
+
+def _latents(keys: jax.Array, latent_dim: int) -> jax.Array:
+    return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(keys)
+
+
+def _update(tx: optax.GradientTransformation, st: ModelState, grads, batch_stats) -> ModelState:
+    updates, opt_state = tx.update(grads, st.opt_state, st.params)
+    return ModelState(params=optax.apply_updates(st.params, updates), batch_stats=batch_stats, opt_state=opt_state)
+
+
+def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
+    """The per-device step `(state, batch) -> (state, metrics)`, to run under a named axis `AXIS`.
+
+    `batch["x"]` holds this device's real data, [n_critic, per-device batch, ...]: slice i feeds
+    critic update i. Metrics are identical on every device.
+    """
+    cfg = gan.config
+    n_critic, pack, latent = cfg.loss.n_critic, cfg.model.pack, cfg.model.latent_dim
+    gp_weight, gp_target, r1_gamma = cfg.loss.gradient_penalty, cfg.loss.gp_target, cfg.loss.r1_gamma
+    needs_real = cfg.loss.name.startswith(_NEEDS_REAL)
+
+    def critic_scores(params, batch_stats, x, train=True):
+        return _apply(gan.critic, params, batch_stats, models.pack(x, pack), train)
+
+    def generate(g: ModelState, keys: jax.Array, params=None):
+        return _apply(gan.generator, g.params if params is None else params, g.batch_stats,
+                      _latents(keys, latent), train=True)
+
+    def critic_update(state: GANState, index: jax.Array, carry, xs):
+        g, d = carry
+        real, it = xs
+        keys = _example_keys(state.key, state.step, it, index)
+        fake, g_stats = generate(g, jax.vmap(jax.random.fold_in, (0, None))(keys, 0))
+        fake = lax.stop_gradient(fake)
+
+        def loss_fn(params):
+            real_s, stats = critic_scores(params, d.batch_stats, real)
+            fake_s, stats = critic_scores(params, stats, fake)
+            loss = gan.loss.critic(_gather(real_s), _gather(fake_s))
+            aux = {"critic_loss": loss, "real_score": jnp.mean(real_s), "fake_score": jnp.mean(fake_s)}
+            if gp_weight:
+                # WGAN-GP (Gulrajani et al. 2017, Eq. 3); with packing each packed group is interpolated as a whole.
+                gp_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)[::pack]
+                penalty = losses.gradient_penalty(lambda xp: _apply(gan.critic, params, stats, xp, True)[0],
+                                                  models.pack(real, pack), models.pack(fake, pack), gp_keys,
+                                                  target_norm=gp_target)
+                aux["gradient_penalty"] = penalty
+                loss = loss + gp_weight * penalty
+            if r1_gamma:
+                # R1 (Mescheder et al. 2018): γ/2 · E‖∇D(x)‖² on real data.
+                penalty = losses.r1_penalty(lambda x: critic_scores(params, stats, x)[0], real)
+                aux["r1_penalty"] = penalty
+                loss = loss + 0.5 * r1_gamma * penalty
+            return loss, (stats, aux)
+
+        (_, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+        d = _update(gan.critic_tx, d, lax.pmean(grads, AXIS), stats)
+        g = g.replace(batch_stats=g_stats)
+        return (g, d), jax.tree.map(lambda a: lax.pmean(a, AXIS), aux)
+
+    def step_fn(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+        real = batch["x"]
+        _check_batch(real, n_critic)
+        b = real.shape[1]
+        index = lax.axis_index(AXIS) * b + jnp.arange(b)
+        (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index),
+                                          (state.generator, state.critic), (real, jnp.arange(n_critic)))
+
+        keys = _example_keys(state.key, state.step, n_critic, index)
+
+        def g_loss_fn(params):
+            fake, g_stats = generate(g, keys, params)
+            fake_s, d_stats = critic_scores(d.params, d.batch_stats, fake)
+            real_s = critic_scores(d.params, d_stats, real[-1])[0] if needs_real else fake_s
+            return gan.loss.generator(_gather(real_s), _gather(fake_s)), (g_stats, d_stats)
+
+        (g_loss, (g_stats, d_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
+        g = _update(gan.generator_tx, g, lax.pmean(grads, AXIS), g_stats)
+        d = d.replace(batch_stats=d_stats)
+        decay = cfg.ema_decay
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g.params)
+        metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
+        metrics["generator_loss"] = lax.pmean(g_loss, AXIS)
+        metrics["finite"] = _all_finite((metrics, g.params, d.params))
+        return GANState(step=state.step + 1, key=state.key, generator=g, critic=d, ema_params=ema), metrics
+
+    return step_fn
+
+
+def _check_batch(real: jax.Array, n_critic: int) -> None:
+    if real.ndim < 2 or real.shape[0] != n_critic:
+        raise ValueError(f"batch['x'] must be [n_critic={n_critic}, batch, ...], got shape {real.shape}")
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
+
+
+def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int) -> jax.Array:
+    """n generator samples in inference mode (running batch statistics)."""
+    z = jax.random.normal(key, (n, gan.config.model.latent_dim))
+    return _apply(gan.generator, params, batch_stats, z, train=False)[0]

@@ -1,0 +1,48 @@
+"""Small configs and states shared by the training-core tests."""
+import jax
+import numpy as np
+
+from experiments.mixtures import mixture_config
+
+
+def tiny_config(variant: str = "gan", **overrides):
+    """A PacGAN-style mixture config with tiny nets, fast to compile and run on CPU."""
+    c = mixture_config("ring", variant, paper="test")
+    c.model.generator = dict(name="mlp", hidden=(16, 16), out_dim=2, batch_norm=True)
+    c.model.critic = dict(name="mlp", hidden=(16,), pieces=2)
+    c.batch_size = 16
+    c.data.num_train = 1024
+    c.steps = 4
+    c.log_every = 1
+    c.checkpoint_every = 2
+    c.sample_every = 1000
+    c.eval.num_samples = 256
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+def host_batches(config, steps: int, start: int = 0):
+    """The real-data host batches [n_critic, B, 2] of `steps` steps, as the training loop builds them."""
+    from gan_jax.experiment import _pipeline, make_source
+    pipe = _pipeline(make_source(config), config)
+    k = config.loss.n_critic
+    return [{key: v.reshape(k, -1, *v.shape[1:]) for key, v in pipe.batch(s).items()}
+            for s in range(start, start + steps)]
+
+
+def _numeric(x):
+    if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x, np.float64)
+
+
+def max_abs_diff(a, b) -> float:
+    """The largest absolute difference over the leaves of two pytrees of the same structure."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    return max(float(np.max(np.abs(_numeric(x) - _numeric(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -1,0 +1,144 @@
+"""The train step: data-parallel equivalence, purity, configuration errors."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax.sharding import PartitionSpec as P
+
+from gan_jax import config as config_lib, parallel, train
+from tests.helpers import host_batches, max_abs_diff, tiny_config
+
+# (variant, overrides): the issue's three (NS GAN, WGAN with clipping, WGAN-GP) plus the
+# batch-coupled cases the all-gathered losses exist for (relativistic average, packing).
+CASES = {
+    "non_saturating": ("gan", {}),
+    "wgan_clip": ("gan", {"loss.name": "wasserstein", "loss.n_critic": 5,
+                          "optim.critic": dict(name="rmsprop", learning_rate=5e-5, weight_clip=0.01),
+                          "optim.generator": dict(name="rmsprop", learning_rate=5e-5)}),
+    "wgan_gp": ("wgan_gp", {}),
+    # SGD: relativistic losses are invariant to a shift of all scores, so the critic's output bias has
+    # an exactly zero gradient, whose float noise Adam's first step would blow up to ±lr.
+    "relativistic_average_pack2": ("pacgan2", {"loss.name": "relativistic_average", **{
+        f"optim.{who}": dict(name="sgd", learning_rate=0.1)
+        for who in ("generator", "critic")}}),
+}
+
+
+def run_steps(config, devices, mode: str, steps: int = 2):
+    gan = train.build(config)
+    mesh = parallel.make_mesh(devices)
+    step = parallel.parallelize(train.make_train_step(gan), mode, mesh)
+    state = step.put_state(train.init_state(gan, jax.random.key(config.seed), (2,)))
+    history = []
+    for b in host_batches(config, steps):
+        state, metrics = step(state, step.put_batch(b))
+        history.append(jax.device_get(metrics))  # wait on every step (2-core collective deadlock)
+    return jax.device_get(step.get_state(state)), history
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_eight_devices_equal_one_device(case):
+    variant, overrides = CASES[case]
+    config = tiny_config(variant, **overrides)
+    one, m_one = run_steps(config, jax.devices()[:1], "shard_map")
+    eight, m_eight = run_steps(config, jax.devices()[:8], "shard_map")
+    assert max_abs_diff(one, eight) < 1e-5
+    assert max_abs_diff(m_one, m_eight) < 1e-5
+    assert int(eight.step) == 2
+    # The step changed the parameters (the comparison is not between two untouched states).
+    init = train.init_state(train.build(config), jax.random.key(config.seed), (2,))
+    assert max_abs_diff(init.critic.params, eight.critic.params) > 1e-7
+
+
+def test_pmap_equals_shard_map():
+    config = tiny_config("wgan_gp")
+    a, ma = run_steps(config, jax.devices()[:2], "shard_map")
+    b, mb = run_steps(config, jax.devices()[:2], "pmap")
+    assert max_abs_diff(a, b) < 1e-6
+    assert max_abs_diff(ma, mb) < 1e-6
+
+
+def test_step_is_pure_and_deterministic():
+    config = tiny_config("gan")
+    gan = train.build(config)
+    step = jax.jit(jax.shard_map(train.make_train_step(gan), mesh=parallel.make_mesh(jax.devices()[:1]),
+                                 in_specs=(P(), P(None, train.AXIS)), out_specs=(P(), P()), check_vma=False))
+    state = train.init_state(gan, jax.random.key(0), (2,))
+    before = jax.tree.map(jnp.copy, state)
+    batch = jax.tree.map(jnp.asarray, host_batches(config, 1)[0])
+    s1, m1 = step(state, batch)
+    s2, m2 = step(state, batch)
+    assert max_abs_diff(before, state) == 0.0          # the input state is untouched
+    assert max_abs_diff(s1, s2) == 0.0 and max_abs_diff(m1, m2) == 0.0
+    assert max_abs_diff(before.generator.params, s1.generator.params) > 0
+
+
+def _lowered_step_text(config) -> str:
+    gan = train.build(config)
+    step = parallel.parallelize(train.make_train_step(gan), "shard_map", parallel.make_mesh(jax.devices()[:1]))
+    state = step.put_state(train.init_state(gan, jax.random.key(0), (2,)))
+    return step.step.lower(state, step.put_batch(host_batches(config, 1)[0])).as_text()
+
+
+def test_critic_loop_is_one_compiled_loop():
+    """n_critic updates run as a loop inside the one compiled step: the program does not grow with n_critic."""
+    one = _lowered_step_text(tiny_config("wgan_gp", **{"loss.n_critic": 1}))
+    five = _lowered_step_text(tiny_config("wgan_gp", **{"loss.n_critic": 5}))
+    assert one.count("stablehlo.dot_general") == five.count("stablehlo.dot_general") > 0
+    assert "stablehlo.while" in five
+
+
+def test_wgan_clipping_keeps_critic_weights_in_the_box():
+    _, overrides = CASES["wgan_clip"]
+    state, _ = run_steps(tiny_config("gan", **overrides), jax.devices()[:1], "shard_map", steps=3)
+    leaves = jax.tree.leaves(state.critic.params)
+    assert max(float(jnp.max(jnp.abs(x))) for x in leaves) <= 0.01 + 1e-7
+
+
+def test_ema_follows_the_generator():
+    config = tiny_config("gan", ema_decay=0.5)
+    state, _ = run_steps(config, jax.devices()[:1], "shard_map", steps=1)
+    init = train.init_state(train.build(config), jax.random.key(config.seed), (2,))
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, init.ema_params, state.generator.params)
+    assert max_abs_diff(expected, state.ema_params) < 1e-7
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("loss.n_critic", 0, "config.loss.n_critic must be an integer >= 1, got 0"),
+    ("loss.name", "wasserstien", "unknown loss 'wasserstien'; allowed: ["),
+    ("optim.critic", dict(name="adamw", learning_rate=1e-4), "unknown optimizer 'adamw'"),
+    ("optim.critic", dict(name="sgd", learning_rate=1e-4, b1=0.5), "option(s) ['b1'] do not apply"),
+    ("optim.generator", dict(name="rmsprop", learning_rate=1e-4, weight_clip=0.01), "clips the critic's weights only"),
+    ("batch_size", 12, "config.batch_size=12 is not divisible by the 8 devices"),
+    ("parallel", "vmap", "unknown config.parallel 'vmap'; allowed: ['shard_map', 'pmap']"),
+    ("loss.label_smoothing", 1.0, "label_smoothing"),
+    ("model.pack", 3, "not divisible by config.model.pack=3"),
+])
+def test_bad_config_values_are_named(field, value, message):
+    config = tiny_config("gan", **{field: value})
+    with pytest.raises(ValueError) as e:
+        config_lib.validate(config, num_devices=8)
+    assert message in str(e.value)
+
+
+def test_unknown_config_field_is_named():
+    config = tiny_config("gan")
+    config.loss.ncritic = 5
+    with pytest.raises(ValueError, match=r"unknown config fields \['loss.ncritic'\]"):
+        config_lib.validate(config)
+
+
+class _BatchNormCritic(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        return nn.Dense(1)(x)[:, 0]
+
+
+def test_gradient_penalty_with_a_batch_norm_critic_is_refused():
+    gan = train.build(tiny_config("wgan_gp"))
+    assert train.init_state(gan, jax.random.key(0), (2,)).critic.batch_stats == {}  # MLP critic: accepted
+    with pytest.raises(ValueError, match="needs a critic without batch norm"):
+        train.init_state(gan._replace(critic=_BatchNormCritic()), jax.random.key(0), (2,))
