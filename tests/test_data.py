@@ -143,9 +143,10 @@ def test_prepare_is_idempotent_and_refuses_a_different_size(mnist):
         data.prepare("mnist", data_dir, max_examples=10)
 
 
-def test_max_examples_and_cli_build_from_the_shared_folder(tmp_path, capsys):
-    cli_main(["--dataset", "mnist", "--data_dir", str(tmp_path), "--max_examples", "20"])
-    assert "(test: 20, train: 20)" in capsys.readouterr().out
+def test_max_examples_and_cli_build_from_the_shared_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no --data_dir: TFDS's default
+    cli_main(["--dataset", "stacked_mnist", "--max_examples", "20"])
+    assert f"mnist: {tmp_path / 'mnist' / '1.0.0'} (test: 20, train: 20)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="max_examples=20, not the requested None"):
         data.prepare("mnist", str(tmp_path))
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Sequence
 
 from gan_jax.data import DATASET_NAMES
@@ -14,9 +13,9 @@ from gan_jax.data import DATASET_NAMES
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gan_jax.data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"),
-                        help="where the TFDS dataset is written (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--manual_dir", default=None,
+    parser.add_argument("--data_dir", default="",
+                        help="where the TFDS dataset is written (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    parser.add_argument("--manual_dir", default="",
                         help="folder holding the original files (default: DATA_DIR/downloads/manual[/NAME], "
                              "then ../shared/data/NAME next to the checkout)")
     parser.add_argument("--max_examples", type=int, default=None, help="keep only the first N examples per split")

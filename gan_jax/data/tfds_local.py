@@ -239,19 +239,25 @@ _BUILDERS = {b.name: b for b in (LocalMnist, LocalFashionMnist, LocalCifar10, Lo
 
 # ----------------------------------------------------------------------------- prepare / load
 
-def candidate_manual_dirs(name: str, data_dir: str | os.PathLike, manual_dir: str | os.PathLike | None
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """data_dir with ~ expanded; empty or None (the config's default "") means TFDS's default:
+    $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
+def candidate_manual_dirs(name: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None
                           ) -> list[Path]:
-    """Folders searched for the original files: manual_dir (and manual_dir/<name>) when given, else
-    TFDS's default data_dir/downloads/manual[/<name>] and the project's ../shared/data/<name>."""
+    """Folders searched for the original files: manual_dir (and manual_dir/<name>) when given (not
+    empty), else TFDS's default data_dir/downloads/manual[/<name>] and the project's ../shared/data/<name>."""
     name = tfds_name(name)
-    if manual_dir is not None:
+    if manual_dir:
         root = Path(manual_dir).expanduser()
         return [root, root / name]
-    manual = Path(data_dir).expanduser() / "downloads" / "manual"
+    manual = resolve_data_dir(data_dir) / "downloads" / "manual"
     return [manual / name, manual, PROJECT_MANUAL_ROOT / name]
 
 
-def find_manual_dir(name: str, data_dir: str | os.PathLike, manual_dir: str | os.PathLike | None) -> Path:
+def find_manual_dir(name: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None) -> Path:
     """The first candidate folder holding all of `name`'s original files, else FileNotFoundError saying
     which files are needed, where it looked and what was missing there, and how to point elsewhere."""
     looked = []
@@ -261,23 +267,24 @@ def find_manual_dir(name: str, data_dir: str | os.PathLike, manual_dir: str | os
             return d
         looked.append(f"{d} ({'no such folder' if lacking is None else 'lacks ' + ', '.join(lacking)})")
     raise FileNotFoundError(
-        f"dataset {name!r} is not built under data_dir {os.fspath(data_dir)!r} (looked for "
-        f"{Path(data_dir) / tfds_name(name) / DATA_VERSION}) and no local copy of its original files was found; "
+        f"dataset {name!r} is not built under data_dir '{resolve_data_dir(data_dir)}' (looked for "
+        f"{resolve_data_dir(data_dir) / tfds_name(name) / DATA_VERSION}) and no local copy of its original files was found; "
         f"TFDS cannot download here. Files needed: {_SPECS[check_name(name)].files}. Looked in: "
         + "; ".join(looked) + f". To build it, {FLAG_HINT}.")
 
 
-def local_builder(name: str, data_dir: str | os.PathLike, *, max_examples: int | None = None
+def local_builder(name: str, data_dir: str | os.PathLike | None, *, max_examples: int | None = None
                   ) -> tfds.core.GeneratorBasedBuilder:
     """The TFDS builder of `name` (of MNIST for stacked_mnist) over data_dir, array_record files."""
-    return _BUILDERS[tfds_name(name)](data_dir=os.fspath(Path(data_dir).expanduser()),
+    return _BUILDERS[tfds_name(name)](data_dir=os.fspath(resolve_data_dir(data_dir)),
                                       file_format="array_record", max_examples=max_examples)
 
 
-def prepare(name: str, data_dir: str, manual_dir: str | None = None, *, max_examples: int | None = None
+def prepare(name: str, data_dir: str | None, manual_dir: str | None = None, *, max_examples: int | None = None
             ) -> None:
     """Build `name` into data_dir from the original files (idempotent, never downloads).
 
+    Empty data_dir / manual_dir mean the defaults (resolve_data_dir, candidate_manual_dirs).
     stacked_mnist builds MNIST (Stacked MNIST is derived from it at read time). `max_examples` keeps the
     first examples of each split (tiny test builds); a build with a different limit already in data_dir
     is a ValueError, so a tiny build is never mistaken for the full one.
@@ -295,7 +302,7 @@ def prepare(name: str, data_dir: str, manual_dir: str | None = None, *, max_exam
         manual_dir=os.fspath(find_manual_dir(name, data_dir, manual_dir)), try_download_gcs=False))
 
 
-def load_records(name: str, data_dir: str, split: str, manual_dir: str | None = None):
+def load_records(name: str, data_dir: str | None, split: str, manual_dir: str | None = None):
     """The TFDS random-access source of `name`'s split ({"image": uint8 [H, W, C], "label": int}),
     built first when data_dir lacks it and the original files are found (see find_manual_dir)."""
     spec = dataset_spec(name)
