@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 from typing import Any
@@ -104,10 +103,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = ckpt.restore(abstract)
     if state is None:
         state = jax.jit(lambda k: train.init_state(gan, k, data_shape), out_shardings=NamedSharding(mesh, P()))(key)
-        logging.info("initialised a new run in %s", workdir)
+        _say(f"new run in {workdir}")
     start = int(jax.device_get(state.step))
     if start:
-        logging.info("resumed from the checkpoint at step %d", start)
+        _say(f"resumed from the checkpoint at step {start} in {workdir}")
     if is_chief:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(json.loads(config.to_json_best_effort()), f, indent=2)
@@ -138,8 +137,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     _visualise(gan, step_fn.get_state(device_state), config, workdir, writer, step)
                 if boundary:
                     ckpt.save(step, step_fn.get_state(device_state), force=True)
+                    _say(f"checkpoint at step {step}")
                 if stop.signum is not None:
-                    logging.warning("signal %d: saved the checkpoint at step %d, exiting", stop.signum, step)
+                    ckpt.wait()
+                    _say(f"signal {stop.signum}: saved the checkpoint at step {step}; exiting")
                     raise SystemExit(128 + stop.signum)
         final = step_fn.get_state(device_state)
         results = evaluate(gan, final, config)
@@ -154,6 +155,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpt.close()
         progress.close()
         writer.close()
+
+
+def _say(message: str) -> None:
+    """A line on stdout from process 0 (the progress bar is on stderr)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _pipeline(source, config: ml_collections.ConfigDict):

@@ -1,0 +1,161 @@
+"""launch.py end to end: exact resume after SIGKILL, SIGTERM, NaN stop, config mismatch, bad flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from gan_jax import checkpoint, experiment, train
+from tests.helpers import max_abs_diff, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The PacGAN ring nets at full size (≈ 20 ms a step), so that a kill lands mid-run.
+RING = [sys.executable, os.path.join(ROOT, "launch.py"), "--config", os.path.join(ROOT, "experiments/mixture_ring.py"),
+        "--config.steps=60", "--config.checkpoint_every=10", "--config.log_every=1", "--config.sample_every=40",
+        "--config.eval.num_samples=500"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+    return env
+
+
+def _launch(workdir, *extra, **kw):
+    return subprocess.Popen(RING + ["--workdir", str(workdir), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), cwd=ROOT, **kw)
+
+
+def _run(workdir, *extra, timeout=300):
+    p = _launch(workdir, *extra)
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def _wait_for_line(proc, text: str) -> list[str]:
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed; stdout: {lines}; stderr: {proc.stderr.read()[-3000:]}")
+
+
+def _final_state(workdir, config):
+    gan = train.build(config)
+    abstract = jax.eval_shape(lambda k: train.init_state(gan, k, (2,)), jax.random.key(0))
+    ck = checkpoint.Checkpointer(str(workdir), config)
+    try:
+        return ck.latest_step(), ck.restore(abstract)
+    finally:
+        ck.close()
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    rc, out, err = _run(tmp_path / "straight")
+    assert rc == 0, err[-3000:]
+
+    killed = _launch(tmp_path / "killed")
+    _wait_for_line(killed, "checkpoint at step 10")
+    finalized = tmp_path / "killed" / "checkpoints" / "10"
+    deadline = time.time() + 60
+    while not finalized.is_dir() and time.time() < deadline:  # orbax renames the tmp dir when complete
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    config = experiment_config()
+    step_at_kill, _ = _final_state(tmp_path / "killed", config)
+    assert 10 <= step_at_kill < 60  # the kill landed mid-run
+
+    rc, out, err = _run(tmp_path / "killed")
+    assert rc == 0, err[-3000:]
+    assert f"resumed from the checkpoint at step {step_at_kill}" in out
+
+    step_a, a = _final_state(tmp_path / "straight", config)
+    step_b, b = _final_state(tmp_path / "killed", config)
+    assert step_a == step_b == 60
+    assert max_abs_diff(a, b) == 0.0
+    assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "killed")
+    logged = _metrics(tmp_path / "killed")
+    assert [m["step"] for m in logged if "critic_loss" in m] == list(range(1, 61))
+    assert "eval/modes" in logged[-1]
+    with open(tmp_path / "straight" / "eval.json") as f, open(tmp_path / "killed" / "eval.json") as g:
+        assert json.load(f) == json.load(g)
+    assert "final evaluation: modes = " in out
+
+
+def experiment_config():
+    from experiments.mixture_ring import get_config
+    c = get_config()
+    c.steps, c.checkpoint_every, c.log_every, c.sample_every, c.eval.num_samples = 60, 10, 1, 40, 500
+    return c
+
+
+def test_sigterm_saves_and_exits(tmp_path):
+    proc = _launch(tmp_path, "--config.steps=100000")
+    _wait_for_line(proc, "checkpoint at step 10")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "saved the checkpoint at step" in out
+    stopped_at = int(out.split("saved the checkpoint at step ")[1].split(";")[0])
+    config = experiment_config()
+    config.steps = 100000
+    step, state = _final_state(tmp_path, config)
+    assert step == stopped_at == int(state.step) >= 10
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # An SGD critic at lr 1e5 on the unbounded Wasserstein loss overflows within a few steps.
+    config = tiny_config("gan", **{"loss.name": "wasserstein", "optim.critic": dict(name="sgd", learning_rate=1e5),
+                                   "steps": 50, "checkpoint_every": 1, "batch_size": 8})
+    with pytest.raises(experiment.NonFiniteLossError, match=r"non-finite [a-z_, ]*loss[a-z_, ]* at step \d+") as e:
+        experiment.train_and_evaluate(config, str(tmp_path))
+    bad_step = int(str(e.value).split(" at step ")[1].split(" ")[0])
+    gan = train.build(config)
+    abstract = jax.eval_shape(lambda k: train.init_state(gan, k, (2,)), jax.random.key(0))
+    ck = checkpoint.Checkpointer(str(tmp_path), config)
+    assert ck.latest_step() == bad_step - 1
+    state = ck.restore(abstract)
+    ck.close()
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves((state.critic.params, state.generator.params)))
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+    config = tiny_config("gan", steps=2)
+    experiment.train_and_evaluate(config, str(tmp_path))
+    longer = tiny_config("gan", steps=4)      # more steps: a resumption, allowed
+    experiment.train_and_evaluate(longer, str(tmp_path))
+    other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
+    with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
+                                                             "config has 'hinge'"):
+        experiment.train_and_evaluate(other, str(tmp_path))
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.loss.n_critic=0", "config.loss.n_critic must be an integer >= 1, got 0"),
+    ("--config.loss.name=minmax", "unknown loss 'minmax'"),
+    ("--config.batch_size=99", "is not divisible by config.model.pack"),
+])
+def test_bad_flags_fail_with_a_clear_message(tmp_path, flag, message):
+    rc, out, err = _run(tmp_path, flag, "--config.model.pack=2")
+    assert rc != 0
+    assert message in err
+
+
+def test_unknown_variant_is_named(tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "--config",
+                        os.path.join(ROOT, "experiments/mixture_ring.py:pacgan9"), "--workdir", str(tmp_path)],
+                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
+    assert p.returncode != 0 and "unknown variant 'pacgan9'; allowed: ['gan', 'pacgan2'" in p.stderr
