@@ -14,14 +14,15 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() with auto-detection (TPU pod, SLURM).")
+flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"],
+                  "Level of library logs on stderr (orbax logs every save at info).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.is_parsed() or FLAGS["verbosity"].using_default_value:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; -v 0 shows them
+    logging.set_verbosity(FLAGS.log_level)
     import jax
     if FLAGS.coordinator_address or FLAGS.num_processes is not None or FLAGS.process_id is not None:
         missing = [n for n in ("coordinator_address", "num_processes", "process_id") if getattr(FLAGS, n) is None]
@@ -31,8 +32,8 @@ def main(argv):
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     elif FLAGS.distributed:
         jax.distributed.initialize()
-    logging.info("process %d/%d, %d local devices of %d: %s", jax.process_index(), jax.process_count(),
-                 jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
+    print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices "
+          f"of {jax.device_count()} ({jax.devices()[0].platform})", flush=True)
     from gan_jax import experiment
     results = experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if jax.process_index() == 0 and results:

@@ -159,3 +159,30 @@ def test_unknown_variant_is_named(tmp_path):
                         os.path.join(ROOT, "experiments/mixture_ring.py:pacgan9"), "--workdir", str(tmp_path)],
                        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
     assert p.returncode != 0 and "unknown variant 'pacgan9'; allowed: ['gan', 'pacgan2'" in p.stderr
+
+
+def test_two_processes_equal_one_process_with_two_devices(tmp_path):
+    """jax.distributed over loopback: 2 processes x 1 CPU device = 1 process x 2 devices, exactly."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    small = ["--config.steps=12", "--config.checkpoint_every=6", "--config.model.generator.hidden=(32,32)",
+             "--config.model.critic.hidden=(32,)"]
+    procs = [_launch(tmp_path / "multi", *small, "--coordinator_address", f"127.0.0.1:{port}",
+                     "--num_processes", "2", "--process_id", str(i)) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "process 0/2: 1 local devices of 2" in outs[0][0] and "final evaluation" in outs[0][0]
+    assert "final evaluation" not in outs[1][0]  # only process 0 reports and writes logs
+
+    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    p = subprocess.run(RING + ["--workdir", str(tmp_path / "single"), *small], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert _metrics(tmp_path / "multi") == _metrics(tmp_path / "single")
