@@ -1,0 +1,168 @@
+"""gan_jax.models.layers equals lax's convolutions in outputs, first and second derivatives."""
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from gan_jax.models.layers import Conv, ConvTranspose, conv2d, conv_transpose2d
+
+DN = ("NHWC", "HWIO", "NHWC")
+F32 = dict(rtol=2e-5, atol=2e-5)
+
+# (batch, H, W, in, out, kernel, stride, padding) — strides 1/2, kernels 3/4/5, int/str/asymmetric pads.
+CONV_CASES = [
+    (2, 8, 8, 3, 5, 4, 2, 1),      # DCGAN critic layer
+    (2, 4, 4, 6, 1, 4, 1, 0),      # DCGAN critic head
+    (2, 9, 7, 3, 4, 3, 2, 1),      # kernel not a multiple of the stride, odd sizes
+    (1, 8, 10, 2, 3, 5, 2, 2),
+    (2, 6, 6, 4, 3, 3, 1, "SAME"),
+    (2, 7, 7, 3, 2, 3, 2, "VALID"),
+    (1, 8, 8, 3, 2, 4, 2, ((0, 1), (2, 1))),
+    (2, 5, 5, 3, 2, 1, 1, 0),      # 1x1: a plain matmul
+]
+TCONV_CASES = [
+    (2, 1, 1, 7, 5, 4, 1, 0),      # DCGAN generator stem: z -> 4x4
+    (2, 4, 4, 6, 3, 4, 2, 1),      # DCGAN upsampling: doubles H, W
+    (2, 5, 3, 3, 4, 3, 2, 1),
+    (1, 4, 4, 2, 3, 5, 2, 2),
+    (2, 6, 6, 4, 3, 3, 1, 1),
+    (1, 4, 5, 3, 2, 3, 2, ((1, 0), (0, 1))),  # output_padding-like asymmetric crop
+]
+
+
+def _explicit(padding, hw, k, s):
+    if isinstance(padding, str):
+        return lax.padtype_to_pads(hw, (k, k), (s, s), padding)
+    return [(padding, padding)] * 2 if isinstance(padding, int) else padding
+
+
+def _conv_ref(x, w, s, padding):
+    return lax.conv_general_dilated(x, w, (s, s), _explicit(padding, x.shape[1:3], w.shape[0], s),
+                                    dimension_numbers=DN)
+
+
+def _tconv_ref(x, w, s, padding):
+    k = w.shape[0]
+    pads = [(k - 1 - lo, k - 1 - hi) for lo, hi in _explicit(padding, None, k, s)]
+    return lax.conv_transpose(x, w.swapaxes(2, 3), (s, s), pads, dimension_numbers=DN, transpose_kernel=True)
+
+
+def _inputs(case, dtype=jnp.float32):
+    b, h, w, ci, co, k, _, _ = case
+    kx, kw = jax.random.split(jax.random.key(sum(map(hash, map(str, case))) % 2**31))
+    return jax.random.normal(kx, (b, h, w, ci), dtype), jax.random.normal(kw, (k, k, ci, co), dtype) * 0.3
+
+
+PAIRS = ([(conv2d, _conv_ref, c) for c in CONV_CASES] + [(conv_transpose2d, _tconv_ref, c) for c in TCONV_CASES])
+IDS = [f"{f.__name__}-{c}" for f, _, c in PAIRS]
+
+
+def _loss(fn, s, p):
+    # A nonlinear scalar so gradients w.r.t. both arguments are data dependent.
+    return lambda x, w: jnp.sum(jnp.sin(fn(x, w, s, p).astype(jnp.float32)))
+
+
+@pytest.mark.parametrize("fn,ref,case", PAIRS, ids=IDS)
+def test_outputs_and_gradients_match_lax(fn, ref, case):
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+    y, y_ref = jax.jit(fn, static_argnums=(2, 3))(x, w, s, p), ref(x, w, s, p)
+    chex.assert_equal_shape([y, y_ref])
+    np.testing.assert_allclose(y, y_ref, **F32)
+    g = jax.jit(jax.grad(_loss(fn, s, p), argnums=(0, 1)))(x, w)
+    g_ref = jax.jit(jax.grad(_loss(ref, s, p), argnums=(0, 1)))(x, w)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fn,ref,case", [PAIRS[0], PAIRS[2], PAIRS[len(CONV_CASES) + 1], PAIRS[len(CONV_CASES) + 2]],
+                         ids=["conv-dcgan", "conv-k3s2", "tconv-dcgan", "tconv-k3s2"])
+def test_second_order_gradient_matches_lax(fn, ref, case):
+    """WGAN-GP differentiates the input gradient's norm w.r.t. the weights: grad-of-grad must agree."""
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+
+    def penalty(f):
+        def gp(w, x):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, w, s, p))))(x)
+            return jnp.mean((jnp.sqrt(jnp.sum(gx ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
+        return jax.jit(jax.grad(gp, argnums=(0, 1)))
+
+    for a, b in zip(penalty(fn)(w, x), penalty(ref)(w, x)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("fn,ref,case", [PAIRS[0], PAIRS[len(CONV_CASES) + 1]], ids=["conv", "tconv"])
+def test_vmap_over_a_leading_axis_matches_loop(fn, ref, case):
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+    ws = jnp.stack([w, 2.0 * w, -w])
+    ys = jax.vmap(lambda w: fn(x, w, s, p))(ws)
+    for i in range(3):
+        np.testing.assert_allclose(ys[i], ref(x, ws[i], s, p), **F32)
+
+
+@pytest.mark.parametrize("fn,ref,case", [PAIRS[0], PAIRS[len(CONV_CASES) + 1]], ids=["conv", "tconv"])
+def test_bfloat16_close_to_f32_reference(fn, ref, case):
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+    y = fn(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), s, p)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), ref(x, w, s, p), rtol=3e-2, atol=3e-2)
+    g = jax.jit(jax.grad(_loss(fn, s, p), argnums=1))(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    g_ref = jax.jit(jax.grad(_loss(ref, s, p), argnums=1))(x, w)
+    np.testing.assert_allclose(g.astype(jnp.float32), g_ref, rtol=5e-2, atol=5e-2 * float(jnp.abs(g_ref).max()))
+
+
+def test_modules_match_functions_shapes_and_init():
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 16))
+    conv = Conv(32, 4, strides=2, padding=1, use_bias=False)
+    tconv = ConvTranspose(8, 4, strides=2, padding=1)
+    pc, pt = conv.init(jax.random.key(2), x), tconv.init(jax.random.key(3), x)
+    chex.assert_shape(pc["params"]["kernel"], (4, 4, 16, 32))
+    assert "bias" not in pc["params"]
+    np.testing.assert_allclose(jnp.std(pc["params"]["kernel"]), 0.02, rtol=0.1)
+    np.testing.assert_allclose(conv.apply(pc, x), _conv_ref(x, pc["params"]["kernel"], 2, 1), **F32)
+    y = tconv.apply(pt, x)
+    chex.assert_shape(y, (4, 16, 16, 8))  # torch ConvTranspose2d(k=4, s=2, p=1) doubles H and W
+    np.testing.assert_allclose(y, _tconv_ref(x, pt["params"]["kernel"], 2, 1) + pt["params"]["bias"], **F32)
+
+
+def test_module_bf16_compute_keeps_f32_params():
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    for m in (Conv(4, 3, dtype=jnp.bfloat16), ConvTranspose(4, 4, 2, 1, dtype=jnp.bfloat16)):
+        v = m.init(jax.random.key(0), x)
+        chex.assert_trees_all_equal_dtypes(v["params"], jax.tree.map(lambda _: jnp.zeros((), jnp.float32), v["params"]))
+        assert m.apply(v, x).dtype == jnp.bfloat16
+
+
+def test_spectral_norm_wrapping_conv_estimates_top_singular_value():
+    """nn.SpectralNorm around our Conv: sigma (batch_stats) -> top singular value of kernel.reshape(-1, O)."""
+    x = jnp.ones((2, 8, 8, 3))
+    sn = nn.SpectralNorm(Conv(16, 4, strides=2, padding=1, use_bias=False), n_steps=1)
+    v = sn.init(jax.random.key(0), x, update_stats=True)
+    kernel = v["params"]["layer_instance"]["kernel"]
+    for _ in range(30):
+        _, upd = sn.apply(v, x, update_stats=True, mutable=["batch_stats"])
+        v = {**v, **upd}
+    sigma = jax.tree.leaves({k: s for k, s in v["batch_stats"].items() if k.endswith("sigma")})[0]
+    top = np.linalg.svd(np.asarray(kernel).reshape(-1, 16), compute_uv=False)[0]
+    np.testing.assert_allclose(sigma, top, rtol=1e-3)
+    y = sn.apply(v, x, update_stats=False)
+    np.testing.assert_allclose(y, _conv_ref(x, kernel / sigma, 2, 1), **F32)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(strides=0), "strides"), (dict(kernel_size=(3, 3, 3)), "kernel_size"), (dict(padding="FULL"), "padding"),
+])
+def test_bad_arguments_raise_value_error(bad, match):
+    args = dict(features=2, kernel_size=3, strides=1, padding=1) | bad
+    with pytest.raises(ValueError, match=match):
+        Conv(**args).init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
+    with pytest.raises(ValueError, match="padding"):
+        conv_transpose2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), 1, "SAME")
+    with pytest.raises(ValueError, match="kernel"):
+        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 5, 2)))
