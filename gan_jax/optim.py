@@ -1,0 +1,141 @@
+r"""Optimisers for GAN training, matched to PyTorch's, and WGAN weight clipping.
+
+:func:`make_optimizer` builds Adam, RMSProp or SGD with the update rules of
+``torch.optim.Adam``, ``torch.optim.RMSprop`` and ``torch.optim.SGD`` (the reference
+implementations the benchmarks compare against), optionally followed by
+:func:`weight_clipping`.
+
+PyTorch equivalence (g = gradient, t = step count from 1, all states start at 0):
+
+* Adam: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g²``,
+  ``p -= lr · (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`` — ``optax.adam`` with
+  ``eps_root=0`` is exactly this (eps outside the square root, as in torch).
+* RMSProp: ``v = α v + (1-α) g²``, ``p -= lr · g / (sqrt(v) + eps)`` with torch's defaults
+  α = 0.99, eps = 1e-8. optax's ``rmsprop`` defaults differ on both counts (decay 0.9, and
+  ``eps_in_sqrt=True``, i.e. ``g / sqrt(v + eps)``), so it is built with ``decay=α``,
+  ``eps_in_sqrt=False``, ``initial_scale=0``, no bias correction.
+* SGD: ``b = μ b + g`` (torch's momentum buffer with dampening 0), ``p -= lr · b``.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = ["OPTIMIZER_NAMES", "make_optimizer", "weight_clipping"]
+
+OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "rmsprop", "sgd")
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a positive number, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0, got {value}")
+    return float(value)
+
+
+def _clip_update(p: jax.Array, u: jax.Array, clip: float) -> jax.Array:
+    """``d`` such that ``p + d`` (as ``optax.apply_updates`` computes it) is ``clip(p + u)``.
+
+    ``clip(p + u) - p`` alone can land one ulp outside the box once added back to ``p``
+    (rounding of the difference); such entries are nudged one ulp inwards.
+    """
+    p = jnp.asarray(p)
+    c = jnp.asarray(clip, p.dtype)
+    target = optax.projections.projection_linf_ball(
+        jnp.asarray(p + u).astype(p.dtype), c)
+    d = (target - p).astype(p.dtype)
+    for _ in range(2):
+        landed = (p + d).astype(p.dtype)
+        d = jnp.where(landed > c, jnp.nextafter(d, jnp.asarray(-jnp.inf, d.dtype)), d)
+        d = jnp.where(landed < -c, jnp.nextafter(d, jnp.asarray(jnp.inf, d.dtype)), d)
+    return d
+
+
+def weight_clipping(clip: float) -> optax.GradientTransformation:
+    r"""WGAN weight clipping (Arjovsky et al. 2017, Algorithm 1) as a chainable transform.
+
+    Turns an update ``u`` into ``clip(p + u, -c, c) - p``, so that after
+    ``optax.apply_updates`` every parameter is the clipped value of the unclipped step, as
+    ``torch``'s ``opt.step(); p.clamp_(-c, c)``: exactly ``p + u`` where that lies inside the
+    box, and within one ulp of ±c (never outside ``[-c, c]``) where it was clipped, since
+    ``p + (c - p)`` need not round to ``c``. It needs ``params`` in ``update``
+    and must come **last** in a chain, e.g.
+    ``optax.chain(optax.rmsprop(5e-5, decay=0.99, eps_in_sqrt=False), weight_clipping(0.01))``.
+    It uses :func:`optax.projections.projection_linf_ball` for the clip; optax (0.2.8) has no
+    parameter-clipping transform of its own.
+
+    Args:
+      clip: the box half-width ``c > 0`` (0.01 in WGAN).
+    """
+    clip = _positive(clip, "weight_clipping: clip")
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("weight_clipping needs the current parameters: call "
+                             "update(updates, state, params) with params")
+        return jax.tree.map(lambda u, p: _clip_update(p, u, clip), updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(name: str, learning_rate, *, b1: float | None = None,
+                   b2: float | None = None, eps: float | None = None,
+                   weight_clip: float | None = None, decay: float | None = None,
+                   momentum: float | None = None) -> optax.GradientTransformation:
+    """An optimiser by name, with PyTorch's update rule and defaults.
+
+    Args:
+      name: ``"adam"``, ``"rmsprop"`` or ``"sgd"``.
+      learning_rate: a positive number, or an optax schedule.
+      b1, b2: Adam's moment decays (defaults 0.9, 0.999 as in torch). Adam only.
+      eps: added to the root of the second moment, outside the square root (default 1e-8 as
+        in torch). Adam and RMSProp only.
+      weight_clip: if given, chain :func:`weight_clipping` with this ``c > 0`` after the
+        optimiser (WGAN: ``make_optimizer("rmsprop", 5e-5, weight_clip=0.01)``).
+      decay: RMSProp's squared-gradient decay α (default 0.99 as in torch). RMSProp only.
+      momentum: SGD momentum μ (default none). SGD only.
+
+    Options that do not apply to the chosen optimiser raise ``ValueError`` rather than being
+    ignored.
+    """
+    if name not in OPTIMIZER_NAMES:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZER_NAMES}")
+    if not callable(learning_rate):
+        learning_rate = _positive(learning_rate, "learning_rate")
+    given = {k: v for k, v in dict(b1=b1, b2=b2, eps=eps, decay=decay,
+                                   momentum=momentum).items() if v is not None}
+    allowed = {"adam": ("b1", "b2", "eps"), "rmsprop": ("eps", "decay"),
+               "sgd": ("momentum",)}[name]
+    extra = sorted(set(given) - set(allowed))
+    if extra:
+        raise ValueError(f"make_optimizer({name!r}): option(s) {extra} do not apply; "
+                         f"{name} accepts {allowed}")
+    if "eps" in given:
+        _positive(eps, "eps")
+    for key in ("b1", "b2", "decay", "momentum"):
+        if key in given and not 0.0 <= given[key] < 1.0:
+            raise ValueError(f"{key} must be in [0, 1), got {given[key]}")
+
+    if name == "adam":
+        opt = optax.adam(learning_rate, b1=0.9 if b1 is None else b1,
+                         b2=0.999 if b2 is None else b2, eps=1e-8 if eps is None else eps,
+                         eps_root=0.0)
+    elif name == "rmsprop":
+        opt = optax.rmsprop(learning_rate, decay=0.99 if decay is None else decay,
+                            eps=1e-8 if eps is None else eps, initial_scale=0.0,
+                            eps_in_sqrt=False, centered=False, momentum=None,
+                            bias_correction=False)
+    else:
+        opt = optax.sgd(learning_rate, momentum=momentum or None)
+    if weight_clip is not None:
+        opt = optax.chain(opt, weight_clipping(_positive(weight_clip, "weight_clip")))
+    return opt
