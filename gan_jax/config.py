@@ -34,12 +34,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
                                             image_size=0))
     c.model = ml_collections.ConfigDict(dict(
-        latent_dim=2, dtype="float32", pack=1,
+        latent_dim=2, dtype="float32", pack=1, num_classes=0,
         generator=ml_collections.ConfigDict(dict(name="mlp")),
         critic=ml_collections.ConfigDict(dict(name="mlp"))))
     c.loss = ml_collections.ConfigDict(dict(
         name="non_saturating", n_critic=1, label_smoothing=0.0,
-        gradient_penalty=0.0, gp_target=1.0, r1_gamma=0.0))
+        gradient_penalty=0.0, gp_target=1.0, r1_gamma=0.0, acgan_weight=0.0))
     # Optimizers: `name` plus the keyword options of `gan_jax.optim.make_optimizer` (weight_clip: WGAN).
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
@@ -85,7 +85,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _require(config.loss.name in losses.LOSS_NAMES,
              f"unknown loss {config.loss.name!r}; allowed: {list(losses.LOSS_NAMES)}")
     losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing)
-    for field in ("gradient_penalty", "r1_gamma"):
+    _require(config.model.num_classes >= 0, f"config.model.num_classes must be >= 0, got {config.model.num_classes!r}")
+    _require(not (config.model.num_classes and config.model.pack > 1),
+             f"packing (config.model.pack={config.model.pack}) is not defined for conditional models "
+             f"(num_classes={config.model.num_classes})")
+    _require(not config.loss.acgan_weight or config.model.num_classes,
+             f"config.loss.acgan_weight={config.loss.acgan_weight} needs class labels: set config.model.num_classes")
+    for field in ("gradient_penalty", "r1_gamma", "acgan_weight"):
         v = config.loss[field]
         _require(v >= 0, f"config.loss.{field} must be >= 0, got {v!r}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")

@@ -78,10 +78,10 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...]) -> GANStat
     """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1))."""
     k_g, k_d, k_run = jax.random.split(key, 3)
     cfg = gan.config
-    z = jnp.zeros((1, cfg.model.latent_dim))
-    x = models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack)
-    g_vars = gan.generator.init(k_g, z, train=False)
-    d_vars = gan.critic.init(k_d, x, train=False)
+    labels = (jnp.zeros((1,), jnp.int32),) if cfg.model.num_classes else ()
+    g_vars = gan.generator.init(k_g, jnp.zeros((1, cfg.model.latent_dim)), *labels, train=False)
+    d_vars = gan.critic.init(k_d, models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack), *labels,
+                             train=False)
     if cfg.loss.gradient_penalty and any("BatchNorm" in "/".join(map(str, path)) for path, _ in
                                          jax.tree_util.tree_flatten_with_path(d_vars.get("batch_stats", {}))[0]):
         raise ValueError("config.loss.gradient_penalty > 0 needs a critic without batch norm (Gulrajani et al. "
@@ -96,13 +96,14 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...]) -> GANStat
                     critic=model_state(d_vars, gan.critic_tx), ema_params=jax.tree.map(jnp.copy, g.params))
 
 
-def _apply(module: nn.Module, params, batch_stats, x, train: bool):
-    """Apply a network; returns (output, new batch_stats)."""
+def _apply(module: nn.Module, params, batch_stats, inputs: tuple, train: bool, rng: jax.Array | None = None):
+    """Apply a network to `inputs` (x, or x and labels); returns (output, new batch_stats)."""
     variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+    rngs = {"dropout": rng} if rng is not None else None
     if train and batch_stats:
-        out, updated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        out, updated = module.apply(variables, *inputs, train=True, mutable=["batch_stats"], rngs=rngs)
         return out, updated["batch_stats"]
-    return module.apply(variables, x, train=train), batch_stats
+    return module.apply(variables, *inputs, train=train, rngs=rngs), batch_stats
 
 
 def _gather(scores: jax.Array) -> jax.Array:
@@ -114,6 +115,16 @@ def _example_keys(key: jax.Array, step: jax.Array, it: int | jax.Array, index: j
     """One key per example: fold_in(key, step, critic iteration, global example index)."""
     k = jax.random.fold_in(jax.random.fold_in(key, step), it)
     return jax.vmap(jax.random.fold_in, (None, 0))(k, index)
+
+
+def _fold(keys: jax.Array, purpose: int) -> jax.Array:
+    """Independent per-example keys for one purpose (0: z, 1: interpolation, 2: fake labels)."""
+    return jax.vmap(jax.random.fold_in, (0, None))(keys, purpose)
+
+
+def _device_key(key: jax.Array, step: jax.Array, it: int | jax.Array) -> jax.Array:
+    """A per-device key (dropout masks): unlike the per-example keys, these depend on the device count."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, step), it), (1 << 20) + lax.axis_index(AXIS))
 
 
 def _latents(keys: jax.Array, latent_dim: int) -> jax.Array:
@@ -128,46 +139,69 @@ def _update(tx: optax.GradientTransformation, st: ModelState, grads, batch_stats
 def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
     """The per-device step `(state, batch) -> (state, metrics)`, to run under a named axis `AXIS`.
 
-    `batch["x"]` holds this device's real data, [n_critic, per-device batch, ...]: slice i feeds
-    critic update i. Metrics are identical on every device.
+    `batch["x"]` holds this device's real data, [n_critic, per-device batch, ...] (and
+    `batch["label"]`, [n_critic, per-device batch], for conditional models): slice i feeds critic
+    update i. Metrics are identical on every device.
     """
     cfg = gan.config
     n_critic, pack, latent = cfg.loss.n_critic, cfg.model.pack, cfg.model.latent_dim
+    num_classes, acgan_weight = cfg.model.num_classes, cfg.loss.acgan_weight
     gp_weight, gp_target, r1_gamma = cfg.loss.gradient_penalty, cfg.loss.gp_target, cfg.loss.r1_gamma
     needs_real = cfg.loss.name.startswith(_NEEDS_REAL)
 
-    def critic_scores(params, batch_stats, x, train=True):
-        return _apply(gan.critic, params, batch_stats, models.pack(x, pack), train)
+    def cond(labels) -> tuple:
+        return (labels,) if num_classes else ()
 
-    def generate(g: ModelState, keys: jax.Array, params=None):
-        return _apply(gan.generator, g.params if params is None else params, g.batch_stats,
-                      _latents(keys, latent), train=True)
+    def run_critic(params, stats, x, labels, rng):
+        """(scores, class logits or None, new statistics); x is packed here."""
+        out, stats = _apply(gan.critic, params, stats, (models.pack(x, pack), *cond(labels)), True, rng)
+        scores, logits = out if isinstance(out, tuple) else (out, None)
+        if (logits is None) != (acgan_weight == 0):
+            raise ValueError("an ACGAN critic (class logits) needs config.loss.acgan_weight > 0, and "
+                             f"acgan_weight={acgan_weight} needs a critic with class logits")
+        return scores, logits, stats
+
+    def run_generator(params, stats, keys, rng):
+        labels = (jax.vmap(lambda k: jax.random.randint(k, (), 0, num_classes))(_fold(keys, 2))
+                  if num_classes else None)
+        fake, stats = _apply(gan.generator, params, stats, (_latents(_fold(keys, 0), latent), *cond(labels)),
+                             True, rng)
+        return fake, labels, stats
+
+    def class_loss(logits, labels):
+        return losses.acgan_classification_loss(logits, labels) if acgan_weight else 0.0
 
     def critic_update(state: GANState, index: jax.Array, carry, xs):
         g, d = carry
-        real, it = xs
+        real, real_labels, it = xs
         keys = _example_keys(state.key, state.step, it, index)
-        fake, g_stats = generate(g, jax.vmap(jax.random.fold_in, (0, None))(keys, 0))
+        rng = _device_key(state.key, state.step, it)
+        fake, fake_labels, g_stats = run_generator(g.params, g.batch_stats, keys, jax.random.fold_in(rng, 0))
         fake = lax.stop_gradient(fake)
 
         def loss_fn(params):
-            real_s, stats = critic_scores(params, d.batch_stats, real)
-            fake_s, stats = critic_scores(params, stats, fake)
+            real_s, real_c, stats = run_critic(params, d.batch_stats, real, real_labels, jax.random.fold_in(rng, 1))
+            fake_s, fake_c, stats = run_critic(params, stats, fake, fake_labels, jax.random.fold_in(rng, 2))
             loss = gan.loss.critic(_gather(real_s), _gather(fake_s))
             aux = {"critic_loss": loss, "real_score": jnp.mean(real_s), "fake_score": jnp.mean(fake_s)}
+            if acgan_weight:
+                # ACGAN (Odena et al. 2017, Eq. 2): D also classifies real and generated images.
+                aux["critic_class_loss"] = class_loss(real_c, real_labels) + class_loss(fake_c, fake_labels)
+                loss = loss + acgan_weight * aux["critic_class_loss"]
             if gp_weight:
                 # WGAN-GP (Gulrajani et al. 2017, Eq. 3); with packing each packed group is interpolated as a whole.
-                gp_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)[::pack]
-                penalty = losses.gradient_penalty(lambda xp: _apply(gan.critic, params, stats, xp, True)[0],
-                                                  models.pack(real, pack), models.pack(fake, pack), gp_keys,
-                                                  target_norm=gp_target)
-                aux["gradient_penalty"] = penalty
-                loss = loss + gp_weight * penalty
+                def packed_scores(xp):
+                    out = _apply(gan.critic, params, stats, (xp, *cond(real_labels)), True, jax.random.fold_in(rng, 3))
+                    return out[0][0] if isinstance(out[0], tuple) else out[0]
+                aux["gradient_penalty"] = losses.gradient_penalty(
+                    packed_scores, models.pack(real, pack), models.pack(fake, pack), _fold(keys, 1)[::pack],
+                    target_norm=gp_target)
+                loss = loss + gp_weight * aux["gradient_penalty"]
             if r1_gamma:
                 # R1 (Mescheder et al. 2018): γ/2 · E‖∇D(x)‖² on real data.
-                penalty = losses.r1_penalty(lambda x: critic_scores(params, stats, x)[0], real)
-                aux["r1_penalty"] = penalty
-                loss = loss + 0.5 * r1_gamma * penalty
+                aux["r1_penalty"] = losses.r1_penalty(
+                    lambda x: run_critic(params, stats, x, real_labels, jax.random.fold_in(rng, 4))[0], real)
+                loss = loss + 0.5 * r1_gamma * aux["r1_penalty"]
             return loss, (stats, aux)
 
         (_, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
@@ -178,20 +212,25 @@ def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Met
     def step_fn(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
         real = batch["x"]
         _check_batch(real, n_critic)
+        real_labels = batch["label"] if num_classes else jnp.zeros(real.shape[:2], jnp.int32)
         b = real.shape[1]
         index = lax.axis_index(AXIS) * b + jnp.arange(b)
         (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index),
-                                          (state.generator, state.critic), (real, jnp.arange(n_critic)))
+                                          (state.generator, state.critic),
+                                          (real, real_labels, jnp.arange(n_critic)))
 
         keys = _example_keys(state.key, state.step, n_critic, index)
+        rng = _device_key(state.key, state.step, n_critic)
 
         def g_loss_fn(params):
-            fake, g_stats = generate(g, keys, params)
-            fake_s, d_stats = critic_scores(d.params, d.batch_stats, fake)
-            real_s = critic_scores(d.params, d_stats, real[-1])[0] if needs_real else fake_s
-            return gan.loss.generator(_gather(real_s), _gather(fake_s)), (g_stats, d_stats)
+            fake, fake_labels, g_stats = run_generator(params, g.batch_stats, keys, jax.random.fold_in(rng, 0))
+            fake_s, fake_c, d_stats = run_critic(d.params, d.batch_stats, fake, fake_labels, jax.random.fold_in(rng, 1))
+            real_s = (run_critic(d.params, d_stats, real[-1], real_labels[-1], jax.random.fold_in(rng, 2))[0]
+                      if needs_real else fake_s)
+            loss = gan.loss.generator(_gather(real_s), _gather(fake_s))
+            return loss + acgan_weight * class_loss(fake_c, fake_labels), (loss, g_stats, d_stats)
 
-        (g_loss, (g_stats, d_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
+        (_, (g_loss, g_stats, d_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
         g = _update(gan.generator_tx, g, lax.pmean(grads, AXIS), g_stats)
         d = d.replace(batch_stats=d_stats)
         decay = cfg.ema_decay
@@ -214,7 +253,9 @@ def _all_finite(tree) -> jax.Array:
     return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
 
 
-def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int) -> jax.Array:
-    """n generator samples in inference mode (running batch statistics)."""
+def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
+    """n generator samples in inference mode (running batch statistics); `labels` [n] if conditional."""
     z = jax.random.normal(key, (n, gan.config.model.latent_dim))
-    return _apply(gan.generator, params, batch_stats, z, train=False)[0]
+    if gan.config.model.num_classes and labels is None:
+        raise ValueError(f"a conditional generator (num_classes={gan.config.model.num_classes}) needs labels")
+    return _apply(gan.generator, params, batch_stats, (z, *(() if labels is None else (labels,))), False)[0]
