@@ -1,0 +1,76 @@
+"""The MNIST networks of Goodfellow et al. 2014 ("Generative Adversarial Nets"), from the paper's
+pylearn2 configuration (goodfeli/adversarial, `mnist.yaml`).
+
+G: z (100-d; the code's default noise is "gaussian", N(0, I), which is what `train.py` draws)
+   → ReLU 1200 → ReLU 1200 → 784, weights U(−0.05, 0.05), biases 0.
+D: maxout 240 units × 5 pieces → maxout 240 × 5 → 1 logit, weights U(−0.005, 0.005), biases 0;
+   dropout on the input of every layer: the image with rate 0.2 (include prob 0.8, scale 1.25),
+   each hidden layer with rate 0.5 (include prob 0.5, scale 2.0) — inverted dropout as in pylearn2.
+
+Departures, because our images are [28, 28, 1] in [−1, 1]: G's output unit is tanh instead of the
+paper's sigmoid (tanh(a) = 2σ(2a) − 1, the same family rescaled to [−1, 1]) and is reshaped to
+[28, 28, 1]; the paper's data-dependent output-bias init (logit of the pixel marginals) is not
+reproduced (biases start at 0). D returns the logit; the sigmoid is in the loss.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
+    """pylearn2's `irange` init: weights i.i.d. U(−init_range, init_range)."""
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -init_range, init_range)
+    return init
+
+
+class GoodfellowGenerator(nn.Module):
+    """z [B, latent] → x [B, *out_shape] in (−1, 1): ReLU hidden layers, tanh output."""
+
+    hidden: Sequence[int] = (1200, 1200)
+    out_shape: Sequence[int] = (28, 28, 1)
+    init_range: float = 0.05
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+        del train  # no batch statistics or dropout in G
+        init = symmetric_uniform(self.init_range)
+        h = z.astype(self.dtype)
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width, kernel_init=init, dtype=self.dtype)(h))
+        out = nn.Dense(math.prod(self.out_shape), kernel_init=init, dtype=self.dtype)(h)
+        return jnp.tanh(out).astype(jnp.float32).reshape(z.shape[0], *self.out_shape)
+
+
+class GoodfellowDiscriminator(nn.Module):
+    """x [B, ...] (flattened) → logits [B]: dropout, then maxout layers, then a linear unit.
+
+    Maxout unit u of a layer: h_u = max_p (W x + b)_{u·pieces + p} (Goodfellow et al. 2013).
+    Dropout draws from the "dropout" RNG stream when train=True and is off when train=False.
+    """
+
+    hidden: Sequence[int] = (240, 240)
+    pieces: int = 5
+    input_dropout: float = 0.2
+    hidden_dropout: float = 0.5
+    init_range: float = 0.005
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        for name, rate in (("input_dropout", self.input_dropout), ("hidden_dropout", self.hidden_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        init = symmetric_uniform(self.init_range)
+        h = nn.Dropout(self.input_dropout, deterministic=not train)(x.reshape(x.shape[0], -1).astype(self.dtype))
+        for width in self.hidden:
+            y = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype)(h)
+            h = jnp.max(y.reshape(*y.shape[:-1], width, self.pieces), axis=-1)
+            h = nn.Dropout(self.hidden_dropout, deterministic=not train)(h)
+        return nn.Dense(1, kernel_init=init, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
