@@ -1,0 +1,118 @@
+"""Goodfellow et al. 2014 MNIST networks: sizes by formula, inits, dropout, an independent forward pass."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_jax.models.goodfellow import GoodfellowDiscriminator, GoodfellowGenerator
+
+KEY = jax.random.key(0)
+
+
+def _count(params) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+@pytest.fixture(scope="module")
+def nets():
+    g, d = GoodfellowGenerator(), GoodfellowDiscriminator()
+    g_vars = g.init(KEY, jnp.zeros((1, 100)), train=False)
+    d_vars = d.init(KEY, jnp.zeros((1, 28, 28, 1)), train=False)
+    return g, g_vars, d, d_vars
+
+
+def test_parameter_counts_and_inits(nets):
+    g, g_vars, d, d_vars = nets
+    assert _count(g_vars) == (100 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 784 + 784)
+    assert _count(d_vars) == (784 * 1200 + 1200) + (240 * 1200 + 1200) + (240 + 1)
+    for variables, r in ((g_vars, 0.05), (d_vars, 0.005)):
+        for layer in variables["params"].values():
+            w = np.asarray(layer["kernel"])
+            assert np.abs(w).max() <= r and np.abs(w).max() > 0.95 * r  # U(-r, r), the yaml's irange
+            np.testing.assert_allclose(w.std(), r / np.sqrt(3), rtol=0.1)
+            np.testing.assert_array_equal(layer["bias"], 0.0)
+
+
+def test_generator_output(nets):
+    g, g_vars, _, _ = nets
+    x = g.apply(g_vars, jax.random.normal(KEY, (5, 100)), train=True)
+    chex.assert_shape(x, (5, 28, 28, 1))
+    chex.assert_type(x, jnp.float32)
+    assert np.all(np.abs(x) < 1.0)
+    p = g_vars["params"]
+    z = np.asarray(jax.random.normal(KEY, (5, 100)), np.float64)
+    h = np.maximum(z @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)
+    h = np.maximum(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
+    np.testing.assert_allclose(x.reshape(5, -1), np.tanh(h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]),
+                               rtol=1e-4, atol=1e-6)
+
+
+def _maxout_reference(x, params, pieces=5):
+    """Independent forward pass: unit u of a layer = max over columns u*pieces .. u*pieces + pieces - 1."""
+    h = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    for name in ("Dense_0", "Dense_1"):
+        y = h @ np.asarray(params[name]["kernel"], np.float64) + params[name]["bias"]
+        h = np.stack([y[:, u * pieces:(u + 1) * pieces].max(axis=1) for u in range(y.shape[1] // pieces)], axis=1)
+    return (h @ np.asarray(params["Dense_2"]["kernel"], np.float64) + params["Dense_2"]["bias"])[:, 0]
+
+
+def test_discriminator_eval_is_deterministic_maxout(nets):
+    _, _, d, d_vars = nets
+    # Larger weights than the init so that the logits are far from 0 and the check is sharp.
+    params = jax.tree.map(lambda w: w * 20.0, d_vars["params"])
+    x = jax.random.uniform(KEY, (4, 28, 28, 1), minval=-1, maxval=1)
+    out = d.apply({"params": params}, x, train=False)
+    chex.assert_shape(out, (4,))
+    np.testing.assert_allclose(out, _maxout_reference(x, params), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out, d.apply({"params": params}, x, train=False))
+
+
+def test_discriminator_dropout_is_stochastic_and_keyed(nets):
+    _, _, d, d_vars = nets
+    x = jax.random.uniform(KEY, (4, 28, 28, 1), minval=-1, maxval=1)
+    a, b = (d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(i)}) for i in (1, 2))
+    assert np.all(np.asarray(a) != np.asarray(b))
+    np.testing.assert_array_equal(a, d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(1)}))
+
+
+def test_input_dropout_rate_and_scale():
+    """With no hidden layer and unit weights, the logit counts the kept inputs × 1/(1 − 0.2)."""
+    d = GoodfellowDiscriminator(hidden=())
+    params = {"Dense_0": {"kernel": jnp.ones((784, 1)), "bias": jnp.zeros(1)}}
+    keys = jax.random.split(KEY, 50)
+    logits = jax.vmap(lambda k: d.apply({"params": params}, jnp.ones((1, 784)), train=True,
+                                        rngs={"dropout": k}))(keys)[:, 0]
+    kept = np.asarray(logits) * 0.8
+    np.testing.assert_allclose(kept, np.round(kept), atol=1e-3)  # an integer count: scale is exactly 1.25
+    np.testing.assert_allclose(kept.mean() / 784, 0.8, atol=0.01)  # sd of the mean: 0.002
+
+
+def test_bad_dropout_rate():
+    with pytest.raises(ValueError, match="hidden_dropout"):
+        GoodfellowDiscriminator(hidden_dropout=1.0).init(KEY, jnp.zeros((1, 784)), train=False)
+
+
+def test_jit_grad_and_bfloat16(nets):
+    g, g_vars, d, d_vars = nets
+    z = jax.random.normal(KEY, (3, 100))
+
+    @jax.jit
+    def loss(gp, dp, key):
+        x = g.apply({"params": gp}, z, train=True)
+        return jnp.mean(jax.nn.softplus(-d.apply({"params": dp}, x, train=True, rngs={"dropout": key})))
+
+    grads = jax.grad(loss, argnums=(0, 1))(g_vars["params"], d_vars["params"], KEY)
+    for leaf in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(leaf))
+    assert all(float(jnp.abs(gr["kernel"]).max()) > 0 for tree in grads for gr in tree.values())
+
+    g16, d16 = GoodfellowGenerator(dtype=jnp.bfloat16), GoodfellowDiscriminator(dtype=jnp.bfloat16)
+    chex.assert_trees_all_equal_dtypes(g16.init(KEY, z, train=False), g_vars)
+    x16 = g16.apply(g_vars, z, train=False)
+    chex.assert_type(x16, jnp.float32)
+    np.testing.assert_allclose(x16, g.apply(g_vars, z, train=False), atol=0.03)
+    s32 = d.apply({"params": jax.tree.map(lambda w: w * 20, d_vars["params"])}, x16, train=False)
+    s16 = d16.apply({"params": jax.tree.map(lambda w: w * 20, d_vars["params"])}, x16, train=False)
+    chex.assert_type(s16, jnp.float32)
+    np.testing.assert_allclose(s16, s32, rtol=0.05, atol=0.05 * float(jnp.abs(s32).max()))
