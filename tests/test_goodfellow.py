@@ -1,4 +1,6 @@
 """Goodfellow et al. 2014 MNIST networks: sizes by formula, inits, dropout, an independent forward pass."""
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -17,8 +19,8 @@ def _count(params) -> int:
 @pytest.fixture(scope="module")
 def nets():
     g, d = GoodfellowGenerator(), GoodfellowDiscriminator()
-    g_vars = g.init(KEY, jnp.zeros((1, 100)), train=False)
-    d_vars = d.init(KEY, jnp.zeros((1, 28, 28, 1)), train=False)
+    g_vars = jax.jit(functools.partial(g.init, train=False))(KEY, jnp.zeros((1, 100)))
+    d_vars = jax.jit(functools.partial(d.init, train=False))(KEY, jnp.zeros((1, 28, 28, 1)))
     return g, g_vars, d, d_vars
 
 
@@ -36,7 +38,7 @@ def test_parameter_counts_and_inits(nets):
 
 def test_generator_output(nets):
     g, g_vars, _, _ = nets
-    x = g.apply(g_vars, jax.random.normal(KEY, (5, 100)), train=True)
+    x = jax.jit(functools.partial(g.apply, train=True))(g_vars, jax.random.normal(KEY, (5, 100)))
     chex.assert_shape(x, (5, 28, 28, 1))
     chex.assert_type(x, jnp.float32)
     assert np.all(np.abs(x) < 1.0)
@@ -62,18 +64,20 @@ def test_discriminator_eval_is_deterministic_maxout(nets):
     # Larger weights than the init so that the logits are far from 0 and the check is sharp.
     params = jax.tree.map(lambda w: w * 20.0, d_vars["params"])
     x = jax.random.uniform(KEY, (4, 28, 28, 1), minval=-1, maxval=1)
-    out = d.apply({"params": params}, x, train=False)
+    apply = jax.jit(functools.partial(d.apply, train=False))
+    out = apply({"params": params}, x)
     chex.assert_shape(out, (4,))
     np.testing.assert_allclose(out, _maxout_reference(x, params), rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(out, d.apply({"params": params}, x, train=False))
+    np.testing.assert_array_equal(out, apply({"params": params}, x))
 
 
 def test_discriminator_dropout_is_stochastic_and_keyed(nets):
     _, _, d, d_vars = nets
     x = jax.random.uniform(KEY, (4, 28, 28, 1), minval=-1, maxval=1)
-    a, b = (d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(i)}) for i in (1, 2))
+    apply = jax.jit(lambda v, x, key: d.apply(v, x, train=True, rngs={"dropout": key}))
+    a, b = (apply(d_vars, x, jax.random.key(i)) for i in (1, 2))
     assert np.all(np.asarray(a) != np.asarray(b))
-    np.testing.assert_array_equal(a, d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(1)}))
+    np.testing.assert_array_equal(a, apply(d_vars, x, jax.random.key(1)))
 
 
 def test_input_dropout_rate_and_scale():
@@ -81,8 +85,8 @@ def test_input_dropout_rate_and_scale():
     d = GoodfellowDiscriminator(hidden=())
     params = {"Dense_0": {"kernel": jnp.ones((784, 1)), "bias": jnp.zeros(1)}}
     keys = jax.random.split(KEY, 50)
-    logits = jax.vmap(lambda k: d.apply({"params": params}, jnp.ones((1, 784)), train=True,
-                                        rngs={"dropout": k}))(keys)[:, 0]
+    logits = jax.jit(jax.vmap(lambda k: d.apply({"params": params}, jnp.ones((1, 784)), train=True,
+                                                rngs={"dropout": k})))(keys)[:, 0]
     kept = np.asarray(logits) * 0.8
     np.testing.assert_allclose(kept, np.round(kept), atol=1e-3)  # an integer count: scale is exactly 1.25
     np.testing.assert_allclose(kept.mean() / 784, 0.8, atol=0.01)  # sd of the mean: 0.002
@@ -108,11 +112,11 @@ def test_jit_grad_and_bfloat16(nets):
     assert all(float(jnp.abs(gr["kernel"]).max()) > 0 for tree in grads for gr in tree.values())
 
     g16, d16 = GoodfellowGenerator(dtype=jnp.bfloat16), GoodfellowDiscriminator(dtype=jnp.bfloat16)
-    chex.assert_trees_all_equal_dtypes(g16.init(KEY, z, train=False), g_vars)
-    x16 = g16.apply(g_vars, z, train=False)
+    chex.assert_trees_all_equal_dtypes(jax.eval_shape(functools.partial(g16.init, train=False), KEY, z), g_vars)
+    x16, x32 = (jax.jit(functools.partial(net.apply, train=False))(g_vars, z) for net in (g16, g))
     chex.assert_type(x16, jnp.float32)
-    np.testing.assert_allclose(x16, g.apply(g_vars, z, train=False), atol=0.03)
-    s32 = d.apply({"params": jax.tree.map(lambda w: w * 20, d_vars["params"])}, x16, train=False)
-    s16 = d16.apply({"params": jax.tree.map(lambda w: w * 20, d_vars["params"])}, x16, train=False)
+    np.testing.assert_allclose(x16, x32, atol=0.03)
+    big = {"params": jax.tree.map(lambda w: w * 20, d_vars["params"])}
+    s16, s32 = (jax.jit(functools.partial(net.apply, train=False))(big, x16) for net in (d16, d))
     chex.assert_type(s16, jnp.float32)
     np.testing.assert_allclose(s16, s32, rtol=0.05, atol=0.05 * float(jnp.abs(s32).max()))
