@@ -1,0 +1,199 @@
+"""Speed of gan_jax's own train step (the one launch.py runs) against PyTorch eager, same job.
+
+    python benchmarks/bench.py --torch                # CPU default: dcgan32 ns / wgan / wgan-gp, batch 64
+    python benchmarks/bench.py --gpu --torch          # adds dcgan64 ns at batch 128, more steps
+    python benchmarks/bench.py --configs dcgan32:ns:64 --precisions f32 --json out.jsonl
+
+One step = n_critic critic updates + one generator update (torch_reference.py's definition), run as
+`parallel.parallelize(train.make_train_step(gan))`: one compiled program, state buffers donated, the
+n_critic loop inside it, the real batch already on the devices, metrics fetched once per repeat.
+Prints one JSON line per (configuration, precision, implementation); with --torch also
+`shared/bench/torch_reference.py`'s `run()` and a table of steps/s and ratios. FLOPs per step are
+counted analytically (benchmarks/flops.py, equal to torch's FlopCounterMode on the same step);
+XLA's cost analysis is not used (on GPU it leaves out cuDNN convolutions).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flops import ARCHS, N_CRITIC, step_flops  # noqa: E402
+
+from gan_jax import config as config_lib, parallel, train  # noqa: E402
+
+CPU_CONFIGS = ("dcgan32:ns:64", "dcgan32:wgan:64", "dcgan32:wgan-gp:64")
+GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
+PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
+TORCH_PRECISION = {"f32": "fp32", "bf16": "bf16"}
+DEFAULT_TORCH_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_reference.py")
+
+
+def make_config(arch: str, loss: str, batch: int, precision: str):
+    """The gan_jax config of torch_reference's (arch, loss) step: same nets, losses and optimisers."""
+    size, channels, widths = ARCHS[arch]
+    c = config_lib.base_config()
+    c.name = f"bench_{arch}_{loss}"
+    c.batch_size = batch
+    c.model.latent_dim = 100
+    c.model.dtype = PRECISIONS[precision]
+    net = dict(name="dcgan", image_size=size, channels=channels, widths=widths)
+    c.model.generator = net
+    c.model.critic = dict(net, batch_norm=loss != "wgan-gp")
+    c.loss.n_critic = N_CRITIC[loss]
+    if loss in ("ns", "hinge"):
+        c.loss.name = "non_saturating" if loss == "ns" else "hinge"
+        opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
+        c.optim.generator, c.optim.critic = opt, opt
+    elif loss == "wgan":
+        c.loss.name = "wasserstein"
+        c.optim.generator = dict(name="rmsprop", learning_rate=5e-5)
+        c.optim.critic = dict(name="rmsprop", learning_rate=5e-5, weight_clip=0.01)
+    else:
+        c.loss.name = "wasserstein"
+        c.loss.gradient_penalty = 10.0
+        opt = dict(name="adam", learning_rate=1e-4, b1=0.0, b2=0.9)
+        c.optim.generator, c.optim.critic = opt, opt
+    config_lib.validate(c, num_devices=jax.device_count())
+    return c
+
+
+def bench_gan_jax(arch: str, loss: str, batch: int, precision: str, steps: int, warmup: int,
+                  repeats: int, seed: int = 0) -> dict:
+    """Time gan_jax's data-parallel train step; median seconds per step over `repeats`."""
+    cfg = make_config(arch, loss, batch, precision)
+    size, channels, _ = ARCHS[arch]
+    n_critic = cfg.loss.n_critic
+    gan = train.build(cfg)
+    mesh = parallel.make_mesh()
+    step = parallel.parallelize(train.make_train_step(gan), cfg.parallel, mesh)
+    data_shape = (size, size, channels)
+    state = jax.jit(lambda k: train.init_state(gan, k, data_shape),
+                    out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
+    state = step.put_state(state)
+    rng = np.random.default_rng(seed)
+    batch_x = step.put_batch({"x": rng.uniform(-1, 1, (n_critic, batch, *data_shape)).astype(np.float32)})
+    jax.block_until_ready((state, batch_x))
+
+    t0 = time.perf_counter()
+    state, metrics = step(state, batch_x)
+    jax.block_until_ready((state, metrics))
+    compile_s = time.perf_counter() - t0
+    # Multi-device CPU collectives deadlock with > 16 steps in flight (ENVIRONMENT.md): sync every <= 8.
+    chunk = min(steps, 8) if mesh.size > 1 else steps
+    for _ in range(warmup):
+        state, metrics = step(state, batch_x)
+    jax.block_until_ready((state, metrics))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            state, metrics = step(state, batch_x)
+            if (i + 1) % chunk == 0:
+                jax.block_until_ready(metrics)
+        metrics = jax.device_get(metrics)
+        times.append((time.perf_counter() - t0) / steps)
+    if not bool(metrics["finite"]):
+        raise FloatingPointError(f"non-finite values after benchmarking {arch} {loss} {precision}: {metrics}")
+    sec = statistics.median(times)
+    flops = step_flops(arch, loss, batch)
+    return {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
+            "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
+            "g_steps_per_s": round(1 / sec, 3), "images_per_s": round(batch * (n_critic + 1) / sec, 1),
+            "compile_s": round(compile_s, 2), "flops_per_step": flops,
+            "achieved_tflops": round(flops / sec / 1e12, 4), "step_ms_repeats": [round(t * 1e3, 1) for t in times]}
+
+
+def bench_torch(reference: str, arch: str, loss: str, batch: int, precision: str, steps: int,
+                warmup: int) -> dict:
+    """torch_reference.run() (eager) in this process; its own median of 3 repeats."""
+    spec = importlib.util.spec_from_file_location("torch_reference", reference)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import torch
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return module.run(arch, loss, batch, TORCH_PRECISION[precision], False, steps, warmup, device)
+
+
+def parse_config(text: str) -> tuple[str, str, int]:
+    try:
+        arch, loss, batch = text.split(":")
+        batch = int(batch)
+    except ValueError:
+        raise ValueError(f"config {text!r} must be ARCH:LOSS:BATCH, e.g. dcgan32:ns:64") from None
+    if arch not in ARCHS or loss not in N_CRITIC or batch < 1:
+        raise ValueError(f"config {text!r}: arch must be one of {sorted(ARCHS)}, loss one of {sorted(N_CRITIC)}, "
+                         f"batch >= 1")
+    return arch, loss, batch
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: our steps/s, torch's, and the ratio per configuration and precision."""
+    ours = {(r["arch"], r["loss"], r["batch"], r["precision"]): r for r in rows if r.get("impl") == "gan_jax"}
+    theirs = {(r["arch"], r["loss"], r["batch"], {"fp32": "f32"}.get(r["precision"], r["precision"])): r
+              for r in rows if str(r.get("impl", "")).startswith("torch")}
+    lines = ["| config | precision | gan_jax steps/s | torch eager steps/s | ratio | gan_jax TFLOP/s | compile s |",
+             "|---|---|---|---|---|---|---|"]
+    for key, r in ours.items():
+        t = theirs.get(key, {}).get("g_steps_per_s")
+        ratio = f"{r['g_steps_per_s'] / t:.2f}x" if t else "-"
+        lines.append(f"| {key[0]} {key[1]} b{key[2]} | {key[3]} | {r['g_steps_per_s']:.2f} | {t if t else '-'} | "
+                     f"{ratio} | {r['achieved_tflops']:.3f} | {r['compile_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gpu", action="store_true", help="GPU mode: adds dcgan64:ns:128, 50 steps x 3 (torch's own)")
+    p.add_argument("--configs", nargs="+", help="ARCH:LOSS:BATCH entries (default: the CPU or GPU set)")
+    p.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=sorted(PRECISIONS))
+    p.add_argument("--steps", type=int, help="timed steps per repeat (default: CPU 10 ns / 4 n_critic=5; GPU 50)")
+    p.add_argument("--warmup", type=int, help="untimed steps after the first (default: CPU 2, GPU 10)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--torch", action="store_true", help="also run torch_reference.run() and print ratios")
+    p.add_argument("--torch_reference", default=DEFAULT_TORCH_REFERENCE)
+    p.add_argument("--json", help="append the JSON lines to this file")
+    a = p.parse_args(argv)
+    configs = [parse_config(c) for c in (a.configs or (GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
+    print(json.dumps({"host_cpus_usable": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0],
+                      "devices": [str(d) for d in jax.devices()], "date": time.strftime("%Y-%m-%d %H:%M")}),
+          flush=True)
+    rows = []
+
+    def emit(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def counts(loss):
+        steps = a.steps or (50 if a.gpu else (10 if N_CRITIC[loss] == 1 else 4))
+        return steps, (a.warmup if a.warmup is not None else (10 if a.gpu else 2))
+
+    for arch, loss, batch in configs:
+        for precision in a.precisions:
+            steps, warmup = counts(loss)
+            emit(bench_gan_jax(arch, loss, batch, precision, steps, warmup, a.repeats))
+    if a.torch:
+        # torch_reference autocasts to bf16 on CUDA only: on CPU its bf16 row would be f32 again.
+        torch_precisions = a.precisions if a.gpu else [q for q in a.precisions if q == "f32"]
+        for arch, loss, batch in configs:
+            for precision in torch_precisions:
+                steps, warmup = counts(loss)
+                emit(bench_torch(a.torch_reference, arch, loss, batch, precision, steps, warmup))
+        print(table(rows), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
