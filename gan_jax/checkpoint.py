@@ -50,9 +50,11 @@ class Checkpointer:
                 f"{self._manager.directory} holds a checkpoint (step {step}) of a different config:\n  "
                 + "\n  ".join(diff) + "\nUse another --workdir, or the checkpoint's config.")
 
-    def save(self, step: int, state, *, force: bool = False) -> bool:
-        return self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(self._config)), force=force)
+    def save(self, step: int, state) -> None:
+        """Start an asynchronous save of `state` as step `step` (the previous save is awaited first)."""
+        if not self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(self._config)), force=True):
+            raise RuntimeError(f"orbax declined to save step {step} in {self._manager.directory}")
 
     def restore(self, abstract_state):
         """The latest state, laid out like `abstract_state` (arrays or ShapeDtypeStructs with shardings)."""

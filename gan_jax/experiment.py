@@ -136,10 +136,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if step % config.sample_every == 0 and is_chief:
                     _visualise(gan, step_fn.get_state(device_state), config, workdir, writer, step)
                 if boundary:
-                    ckpt.save(step, step_fn.get_state(device_state), force=True)
+                    ckpt.save(step, step_fn.get_state(device_state))
                     _say(f"checkpoint at step {step}")
                 if stop.signum is not None:
                     ckpt.wait()
+                    if ckpt.latest_step() != step:
+                        raise RuntimeError(f"the checkpoint of step {step} is missing after the save; "
+                                           f"latest is {ckpt.latest_step()}")
                     _say(f"signal {stop.signum}: saved the checkpoint at step {step}; exiting")
                     raise SystemExit(128 + stop.signum)
         final = step_fn.get_state(device_state)
@@ -196,10 +199,12 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     return {k: float(v) for k, v in stats.items()}
 
 
-def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict, n: int) -> jax.Array:
+def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict, n: int,
+             labels: np.ndarray | None = None) -> jax.Array:
+    """n samples from the generator's EMA weights, with a fixed key (the same z at every visualisation)."""
     key = jax.random.fold_in(jax.random.key(config.seed), 1 << 30)
-    sample = jax.jit(lambda p, s, k: train.sample(gan, p, s, k, n))
-    return sample(jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key)
+    sample = jax.jit(lambda p, s, k, y: train.sample(gan, p, s, k, n, y))
+    return sample(jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key, labels)
 
 
 def _visualise(gan, state, config, workdir: str, writer: writers.MetricWriter, step: int) -> None:
@@ -207,6 +212,10 @@ def _visualise(gan, state, config, workdir: str, writer: writers.MetricWriter, s
         mix = mixtures.get_mixture(config.data.name)
         image = visualize.scatter_png(np.asarray(_samples(gan, state, config, config.eval.num_samples)),
                                       mix.means, title=f"{config.name} step {step}")
+    elif config.model.num_classes:
+        k = config.model.num_classes  # one row per class
+        image = visualize.image_grid(np.asarray(_samples(gan, state, config, k * k, np.repeat(np.arange(k), k))),
+                                     ncols=k)
     else:
         image = visualize.image_grid(np.asarray(_samples(gan, state, config, 64)), ncols=8)
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
