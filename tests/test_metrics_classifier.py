@@ -68,7 +68,7 @@ def test_checkpoint_round_trip_and_feature_network(tmp_path, trained):
     np.testing.assert_allclose(feats, want_feats, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(logits, want_logits, rtol=1e-5, atol=1e-5)
     assert feats.shape == (7, 32) and network.name == "lenet_mnist" and np.all(feats >= 0)  # after ReLU
-    with pytest.raises(ValueError, match=r"\[N, H, W, 1\]"):
+    with pytest.raises(ValueError, match=r"C in \(1,\)"):
         features.extract(network, jnp.zeros((2, 28, 28, 3)))
     with pytest.raises(ValueError, match=r"\[B, 28, 28, 1\]"):
         features.extract(network, jnp.zeros((2, 32, 32, 1)))
