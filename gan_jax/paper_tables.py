@@ -1,0 +1,96 @@
+"""The registry of paper tables we reproduce: published values, protocols and metric floors.
+
+One machine-readable source for `python -m gan_jax.reproduce` and the tests. Values are from
+`shared/papers/paper_tables.md` (which cites the paper or official repository each was read in);
+`None` marks a method the paper did not report. Spreads are as published (PacGAN: standard error
+over 10 trials; Goodfellow: standard error over test examples).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    method: str
+    config: str                                   # "experiments/<file>.py:<variant>"
+    paper: dict[str, tuple[float, float | None]]  # metric -> (value, spread); {} if not in the paper
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    source: str
+    protocol: str
+    metrics: tuple[str, ...]
+    rows: tuple[Row, ...]
+    floor: dict[str, float]          # what a perfect sampler scores under this protocol
+    paper_steps: int | None          # generator updates in the paper's runs
+    paper_seeds: int
+    not_here: str = ""               # why this table is not produced on this machine ("" if it is)
+
+    def row(self, method: str) -> Row:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise ValueError(f"table {self.name!r} has no method {method!r}; methods: {[r.method for r in self.rows]}")
+
+
+def _mixture_table(dataset: str, paper: dict[str, tuple[tuple[float, float], ...]], floor: dict[str, float]) -> Table:
+    methods = (("GAN", "gan"), ("PacGAN2", "pacgan2"), ("PacGAN3", "pacgan3"), ("PacGAN4", "pacgan4"),
+               ("WGAN-GP", "wgan_gp"))
+    rows = tuple(Row(m, f"experiments/mixture_{dataset}.py:{v}",
+                     dict(zip(("modes", "high_quality", "reverse_kl"), paper[m])) if m in paper else {})
+                 for m, v in methods)
+    return Table(
+        name=f"mixture_{dataset}",
+        source=f"Lin et al. 2018 (PacGAN), Table 1, 2D-{dataset}",
+        protocol=("2,500 samples per run; high quality = per-axis Mahalanobis distance < 3 to the nearest mode; "
+                  "modes = modes with at least one high-quality sample; reverse KL = KL(high-quality mode "
+                  "histogram || uniform). PacGAN nets (G 4x400 BN-ReLU, D 3x maxout 200x5), Adam 1e-4 beta1 "
+                  "0.8, batch 100. WGAN-GP is not in the paper (same nets, lambda 0.1, n_critic 5)."),
+        metrics=("modes", "high_quality", "reverse_kl"), rows=rows, floor=floor, paper_steps=400_000,
+        paper_seeds=10)
+
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    _mixture_table("ring", {
+        "GAN": ((6.3, 0.5), (0.982, 0.002), (0.45, 0.09)),
+        "PacGAN2": ((7.9, 0.1), (0.956, 0.020), (0.07, 0.03)),
+        "PacGAN3": ((7.8, 0.1), (0.977, 0.003), (0.10, 0.02)),
+        "PacGAN4": ((7.8, 0.1), (0.959, 0.014), (0.07, 0.02)),
+    }, floor={"modes": 8, "high_quality": 0.98889, "reverse_kl": 0.0014}),
+    _mixture_table("grid", {
+        "GAN": ((17.3, 0.8), (0.948, 0.007), (0.70, 0.07)),
+        "PacGAN2": ((23.8, 0.7), (0.913, 0.008), (0.13, 0.04)),
+        "PacGAN3": ((24.6, 0.4), (0.942, 0.004), (0.06, 0.02)),
+        "PacGAN4": ((24.8, 0.2), (0.936, 0.006), (0.04, 0.01)),
+    }, floor={"modes": 25, "high_quality": 0.98895, "reverse_kl": 0.0048}),
+    Table(
+        name="stacked_mnist",
+        source="Lin et al. 2018 (PacGAN), Table 2 (VEEGAN setting); Srivastava et al. 2017 (VEEGAN), Table 2",
+        protocol=("128,000 stacked images from MNIST train+test; 26,000 samples classified channel by channel "
+                  "by an MNIST CNN; modes = distinct digit triples (of 1000); KL(generated triples || uniform)."),
+        metrics=("modes", "kl"),
+        rows=(Row("DCGAN", "experiments/stacked_mnist.py:dcgan", {"modes": (78.9, 6.46), "kl": (4.50, 0.127)}),
+              Row("PacDCGAN2", "experiments/stacked_mnist.py:pacdcgan2", {"modes": (1000.0, 0.0), "kl": (0.06, 0.003)})),
+        floor={"modes": 1000, "kl": 0.0193}, paper_steps=100_000, paper_seeds=10,
+        not_here=("needs a GPU: 100k steps of the VEEGAN-setting 5x5 DCGAN take ~7.4 s/step on this 2-core CPU "
+                  "(paper_tables.md section 3), and no GPU was lent to this task")),
+    Table(
+        name="parzen_mnist",
+        source="Goodfellow et al. 2014, Table 1 (MNIST column)",
+        protocol=("Gaussian Parzen window on 10,000 generated samples, sigma from logspace(-1, 0, 10) by the mean "
+                  "log-likelihood of validation images train[50000:51000], reported on the 10,000 test images "
+                  "(pixels in [0, 1]) +- standard error. Real training images as samples score 241-243."),
+        metrics=("log_likelihood",),
+        rows=(Row("Adversarial nets", "experiments/goodfellow2014_mnist.py", {"log_likelihood": (225.0, 2.0)}),),
+        floor={"log_likelihood": 242.0}, paper_steps=None, paper_seeds=1,
+        not_here="the Goodfellow 2014 MNIST experiment and the Parzen evaluator are not wired into reproduce yet"),
+)}
+
+
+def get_table(name: str) -> Table:
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}; allowed: {sorted(TABLES)}")
+    return TABLES[name]

@@ -1,0 +1,125 @@
+"""Reproduce a paper table: train (or load) its runs and print our numbers beside the paper's.
+
+    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--steps N] [--methods GAN,PacGAN2]
+
+Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
+as launch.py; a run whose eval.json is complete is loaded, not retrained. The Markdown table (also
+written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from gan_jax import paper_tables
+
+PERCENT = ("high_quality",)
+
+
+def load_config(spec: str, root: str):
+    """The config of "experiments/<file>.py[:variant]", resolved against the project root."""
+    path, _, variant = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("_experiment", os.path.join(root, path))
+    module = importlib.util.module_from_spec(module_spec)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module_spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int | None = None,
+              methods: list[str] | None = None, root: str | None = None) -> dict:
+    """Train or load every (method, seed) run; returns {method: [eval dict per seed]} plus run facts."""
+    from gan_jax import experiment
+    if table.not_here:
+        raise ValueError(f"table {table.name!r} is not produced here: {table.not_here}")
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = [table.row(m) for m in methods] if methods else list(table.rows)
+    results, t0 = {}, time.time()
+    for row in rows:
+        results[row.method] = []
+        for seed in range(seeds):
+            config = load_config(row.config, root)
+            config.seed = seed
+            if steps is not None:
+                config.steps = steps
+            run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
+            done = os.path.join(run_dir, "eval.json")
+            if os.path.exists(done) and json.load(open(done)).get("step") == config.steps:
+                ev = json.load(open(done))
+            else:
+                ev = experiment.train_and_evaluate(config, run_dir)
+            results[row.method].append({m: float(ev[m]) for m in table.metrics})
+    return {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
+
+
+def _fmt(metric: str, value: float, spread: float | None = None) -> str:
+    if not np.isfinite(value):
+        return "∞" if value > 0 else "NaN"
+    scale, unit = (100.0, " %") if metric in PERCENT else (1.0, "")
+    text = f"{value * scale:.3g}"
+    if spread is not None:
+        text += f" ± {spread * scale:.2g}"
+    return text + unit
+
+
+def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
+    """Our mean ± std over seeds beside the paper's value, one row per method."""
+    header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
+                           for m in table.metrics for i in range(2)]
+    lines = [f"**{table.source}**", "",
+             f"Protocol: {table.protocol}",
+             f"Ours: {run['seeds']} seed(s) × {run['steps'] or steps_default or 'config default'} generator steps "
+             f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
+             f"Paper: mean ± its published spread.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.rows:
+        if row.method not in run["results"]:
+            continue
+        values = np.array([[r[m] for m in table.metrics] for r in run["results"][row.method]])
+        cells = [row.method]
+        for j, m in enumerate(table.metrics):
+            col = values[:, j]
+            spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
+            cells.append(_fmt(m, float(np.mean(col)), spread))
+            cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    floor = ["perfect sampler (floor)"] + [c for m in table.metrics for c in (_fmt(m, table.floor[m]), "")]
+    lines.append("| " + " | ".join(floor) + " |")
+    return "\n".join(lines)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Where the table's runs live (trained if missing, loaded if complete).")
+flags.DEFINE_integer("seeds", 3, "Seeds per method.")
+flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
+flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's).")
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError(f"usage: python -m gan_jax.reproduce TABLE --workdir DIR; tables: {sorted(paper_tables.TABLES)}")
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    logging.set_verbosity(logging.WARNING)
+    table = paper_tables.get_table(argv[1])
+    run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods)
+    text = markdown(table, run)
+    facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
+             f"(trained runs only); {time.strftime('%Y-%m-%d')}.")
+    print(text + facts)
+    with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:
+        f.write(text + facts + "\n")
+    with open(os.path.join(FLAGS.workdir, f"{table.name}.json"), "w") as f:
+        json.dump(run, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,54 @@
+"""The paper-table registry and the reproduce command."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gan_jax import paper_tables, reproduce
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_registry_configs_exist_for_tables_produced_here():
+    for table in paper_tables.TABLES.values():
+        assert set(table.floor) == set(table.metrics)
+        for row in table.rows:
+            assert set(row.paper) <= set(table.metrics)
+            if not table.not_here:
+                assert os.path.exists(os.path.join(ROOT, row.config.split(":")[0])), row.config
+                assert reproduce.load_config(row.config, ROOT).paper
+
+
+def test_markdown_puts_mean_and_std_beside_the_paper():
+    table = paper_tables.get_table("mixture_ring")
+    run = {"seeds": 2, "steps": 10, "results": {
+        "GAN": [{"modes": 6.0, "high_quality": 0.9, "reverse_kl": 0.5},
+                {"modes": 8.0, "high_quality": 0.8, "reverse_kl": float("inf")}]}}
+    text = reproduce.markdown(table, run)
+    assert "| GAN | 7 ± 1.4 | 6.3 ± 0.5 | 85 ± 7.1 % | 98.2 ± 0.2 % | ∞ | 0.45 ± 0.09 |" in text
+    assert "PacGAN2" not in text  # only the methods that were run
+    assert "| perfect sampler (floor) | 8 |  | 98.9 % |  | 0.0014 |  |" in text
+    assert "Lin et al. 2018 (PacGAN), Table 1, 2D-ring" in text
+
+
+def test_unknown_table_and_tables_not_produced_here_say_why():
+    with pytest.raises(ValueError, match="unknown table 'cifar'; allowed: \\["):
+        paper_tables.get_table("cifar")
+    with pytest.raises(ValueError, match="not produced here: needs a GPU"):
+        reproduce.run_table(paper_tables.get_table("stacked_mnist"), "/tmp/unused", seeds=1)
+
+
+def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    cmd = [sys.executable, "-m", "gan_jax.reproduce", "mixture_grid", "--workdir", str(tmp_path), "--seeds", "1",
+           "--steps", "5", "--methods", "GAN,PacGAN2"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "| GAN |" in p.stdout and "| PacGAN2 |" in p.stdout and "17.3 ± 0.8" in p.stdout
+    assert (tmp_path / "mixture_grid.md").read_text().startswith("**Lin et al. 2018 (PacGAN), Table 1, 2D-grid**")
+    # A second call loads the finished runs instead of training them again.
+    p2 = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    table = lambda out: out[out.index("**Lin"):out.index("Machine:")]  # noqa: E731
+    assert p2.returncode == 0 and table(p2.stdout) == table(p.stdout)
+    assert "new run" not in p2.stdout
