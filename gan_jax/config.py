@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
                                              critic=ml_collections.ConfigDict(opt)))
-    c.eval = ml_collections.ConfigDict(dict(num_samples=2500))
+    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir=""))
     return c
 
 

@@ -150,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_chief:
             _visualise(gan, final, config, workdir, writer, step)
             with open(os.path.join(workdir, "eval.json"), "w") as f:
-                json.dump({"step": step, **results}, f, indent=2)
+                json.dump({"step": step, **results, "protocol": _protocol(config)}, f, indent=2)
             writer.write(step, {f"eval/{k}": v for k, v in results.items()})
         return results
     finally:
@@ -189,20 +189,54 @@ def _check_and_log(pending: list[tuple[int, dict]], writer: writers.MetricWriter
 
 
 def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """The experiment's metrics at the end of a run (mixtures: the VEEGAN/PacGAN mode statistics)."""
-    if config.data.name not in mixtures.MIXTURES:
+    """The experiment's metrics at the end of a run.
+
+    Mixtures: the VEEGAN/PacGAN mode statistics on `eval.num_samples` samples. Images, when
+    `eval.classifier_dir` names a classifier saved by `python -m gan_jax.metrics.classifier`: FID and
+    the Inception-Score analogue with that classifier's features / class probabilities, on
+    `eval.num_samples` samples against as many test images. Nothing otherwise.
+    """
+    if config.data.name in mixtures.MIXTURES:
+        from gan_jax.metrics.mixture import mode_statistics
+        mix = mixtures.get_mixture(config.data.name)
+        samples = _samples(gan, state, config, config.eval.num_samples)
+        stats = mode_statistics(samples, jnp.asarray(mix.means), mix.std)
+        return {k: float(v) for k, v in stats.items()}
+    if not config.eval.classifier_dir:
         return {}
-    from gan_jax.metrics.mixture import mode_statistics
-    mix = mixtures.get_mixture(config.data.name)
-    samples = _samples(gan, state, config, config.eval.num_samples)
-    stats = mode_statistics(samples, jnp.asarray(mix.means), mix.std)
-    return {k: float(v) for k, v in stats.items()}
+    from gan_jax.metrics import features, fid, inception_score
+    net = features.lenet_features(config.eval.classifier_dir)
+    n = config.eval.num_samples
+    test = make_source(config, "test")
+    if len(test) < n:
+        raise ValueError(f"config.eval.num_samples={n} exceeds the {len(test)} test images of {config.data.name}")
+    real = test.__getitems__(np.arange(n))["x"]
+    fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
+                           for i in range(0, n, 1000)])
+    real_f, _ = features.extract(net, real)
+    fake_f, fake_logits = features.extract(net, fake)
+    score, _ = inception_score.inception_score(jax.nn.softmax(jnp.asarray(fake_logits)))
+    return {"fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))), "classifier_score": float(score)}
+
+
+def _protocol(config: ml_collections.ConfigDict) -> str:
+    if config.data.name in mixtures.MIXTURES:
+        return f"{config.eval.num_samples} samples from the EMA generator; PacGAN's mode statistics"
+    if config.eval.classifier_dir:
+        return (f"{config.eval.num_samples} samples vs the first {config.eval.num_samples} {config.data.name} test "
+                f"images; features and class probabilities of the classifier in {config.eval.classifier_dir}")
+    return "no evaluation configured (set eval.classifier_dir for FID)"
 
 
 def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict, n: int,
-             labels: np.ndarray | None = None) -> jax.Array:
-    """n samples from the generator's EMA weights, with a fixed key (the same z at every visualisation)."""
-    key = jax.random.fold_in(jax.random.key(config.seed), 1 << 30)
+             labels: np.ndarray | None = None, offset: int = 0) -> jax.Array:
+    """n samples from the generator's EMA weights with fixed keys (the same z at every visualisation).
+
+    Conditional generators without given labels get labels 0, 1, ..., K−1, 0, 1, ... (balanced).
+    """
+    key = jax.random.fold_in(jax.random.key(config.seed), (1 << 30) + offset)
+    if config.model.num_classes and labels is None:
+        labels = (np.arange(offset, offset + n) % config.model.num_classes).astype(np.int32)
     sample = jax.jit(lambda p, s, k, y: train.sample(gan, p, s, k, n, y))
     return sample(jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key, labels)
 

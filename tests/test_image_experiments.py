@@ -50,3 +50,26 @@ def test_one_training_step(name, data_dir, tmp_path):
         first = json.loads(f.readline())
     assert first["step"] == 1 and "generator_loss" in first
     assert all(np.isfinite(v) for v in first.values())
+
+
+def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
+    """With eval.classifier_dir set, a run ends with FID and the classifier score of its samples."""
+    from gan_jax.metrics import classifier
+    cconf = classifier.default_config()
+    cconf.data_dir, cconf.epochs, cconf.batch_size = data_dir, 1, 32
+    cconf.channels, cconf.hidden = (4, 8), 16
+    model, params, meta = classifier.train(cconf, log=lambda _: None)
+    classifier.save_classifier(str(tmp_path / "clf"), params, meta)
+
+    config = small(importlib.import_module("experiments.dcgan_mnist").get_config(), data_dir)
+    config.eval.classifier_dir = str(tmp_path / "clf")
+    config.eval.num_samples = 40
+    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    assert set(results) == {"fid", "classifier_score"}
+    assert results["fid"] > 0 and 1.0 <= results["classifier_score"] <= 10.0
+    with open(tmp_path / "run" / "eval.json") as f:
+        saved = json.load(f)
+    assert saved["fid"] == results["fid"] and "40 samples vs the first 40 mnist test images" in saved["protocol"]
+    config.eval.num_samples = 10_000
+    with pytest.raises(ValueError, match="config.eval.num_samples=10000 exceeds the 128 test images of mnist"):
+        experiment.evaluate(experiment.train.build(config), None, config)
