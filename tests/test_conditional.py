@@ -38,18 +38,6 @@ def _differ(a, b) -> bool:
     return float(np.abs(a - b).max()) > 1e-4 * max(float(np.abs(a).max()), float(np.abs(b).max()))
 
 
-def _init(module, *args):
-    return jax.jit(functools.partial(module.init, train=False))(KEY, *args)
-
-
-def _apply(module, train=False):
-    """Jitted apply; with train=True batch statistics are mutable and dropout draws from `key`."""
-    if not train:
-        return jax.jit(functools.partial(module.apply, train=False))
-    return jax.jit(lambda v, *a, key=KEY: module.apply(v, *a, train=True, rngs={"dropout": key},
-                                                         mutable=["batch_stats"]))
-
-
 @pytest.mark.parametrize("size", [28, 32])
 def test_output_shapes(size):
     z = jnp.zeros((4, 100))
@@ -81,15 +69,17 @@ def test_generator_is_the_base_fed_the_label_code(embed_dim):
     base = MLPGenerator(hidden=(16,), out_dim=5)
     g = ConditionalGenerator(base, K, embed_dim=embed_dim)
     z = jnp.tile(jax.random.normal(KEY, (1, 3)), (4, 1))  # the same z for every example
-    variables = _init(g, z, LABELS)
-    out, updated = _apply(g, train=True)(variables, z, LABELS)
-    if embed_dim is None:
-        code = np.eye(K)[np.asarray(LABELS)]
-    else:
-        code = variables["params"]["LabelCode_0"]["Embed_0"]["embedding"][LABELS]
-        chex.assert_shape(code, (4, embed_dim))
-    base_vars = {"params": variables["params"]["generator"], "batch_stats": variables["batch_stats"]["generator"]}
-    expected, expected_stats = _apply(base, train=True)(base_vars, jnp.concatenate([z, code], axis=1))
+
+    @jax.jit
+    def run(key):
+        variables = g.init(key, z, LABELS, train=False)
+        out = g.apply(variables, z, LABELS, train=True, mutable=["batch_stats"])
+        p = variables["params"]
+        code = jnp.eye(K)[LABELS] if embed_dim is None else p["LabelCode_0"]["Embed_0"]["embedding"][LABELS]
+        base_vars = {"params": p["generator"], "batch_stats": variables["batch_stats"]["generator"]}
+        return out, base.apply(base_vars, jnp.concatenate([z, code], axis=1), train=True, mutable=["batch_stats"])
+
+    (out, updated), (expected, expected_stats) = run(KEY)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(updated["batch_stats"]["generator"], expected_stats["batch_stats"])
     # The label conditions the output: equal labels give equal rows, different labels different rows.
@@ -100,75 +90,97 @@ def test_generator_is_the_base_fed_the_label_code(embed_dim):
 def test_conditional_dcgan_generator_depends_on_the_label():
     g = ConditionalGenerator(DCGANGenerator(image_size=28, channels=1, widths=WIDTHS[28]), K)
     z = jnp.tile(jax.random.normal(KEY, (1, 100)), (4, 1))
-    variables = _init(g, z, LABELS)
-    chex.assert_shape(variables["params"]["generator"]["ConvTranspose_0"]["kernel"], (7, 7, 100 + K, 16))
-    out = _apply(g)(variables, z, LABELS)
+
+    @jax.jit
+    def run(key):
+        variables = g.init(key, z, LABELS, train=False)
+        return variables["params"]["generator"]["ConvTranspose_0"]["kernel"], g.apply(variables, z, LABELS, train=False)
+
+    first_kernel, out = run(KEY)
+    chex.assert_shape(first_kernel, (7, 7, 100 + K, 16))
     chex.assert_shape(out, (4, 28, 28, 1))
     np.testing.assert_allclose(out[1], out[3], rtol=1e-6)
     assert _differ(out[0], out[1]) and _differ(out[1], out[2])
 
 
 def test_label_concat_critic_channels_and_vector():
+    """The wrapper equals its critic applied to the image with one-hot label maps as channels (DCGAN), or to
+    the flattened image with the one-hot appended (MLP)."""
     x = _images(28)
-    d = LabelConcatCritic(_dcgan_critic(28, 1 + K), K)
-    variables = _init(d, x, LABELS)
-    maps = np.broadcast_to(np.eye(K)[np.asarray(LABELS)][:, None, None, :], (4, 28, 28, K))
-    expected = _apply(d.critic)({"params": variables["params"]["critic"],
-                                 "batch_stats": variables["batch_stats"]["critic"]}, np.concatenate([x, maps], -1))
-    np.testing.assert_allclose(_apply(d)(variables, x, LABELS), expected, rtol=1e-5, atol=1e-6)
+    onehot = np.eye(K, dtype=np.float32)[np.asarray(LABELS)]
+    maps = np.broadcast_to(onehot[:, None, None, :], (4, 28, 28, K))
+    vector = np.concatenate([np.asarray(x).reshape(4, -1), onehot], axis=1)
+    for d, base_input in ((LabelConcatCritic(_dcgan_critic(28, 1 + K), K), np.concatenate([x, maps], -1)),
+                          (LabelConcatCritic(MLPCritic(hidden=(8,)), K, concat="vector"), vector)):
+        @jax.jit
+        def run(key, d=d, base_input=base_input):
+            variables = d.init(key, x, LABELS, train=False)
+            own = {k: v["critic"] for k, v in variables.items()}
+            one_image = jnp.tile(x[:1], (4, 1, 1, 1))  # under four labels
+            return (d.apply(variables, x, LABELS, train=False), d.critic.apply(own, base_input, train=False),
+                    d.apply(variables, one_image, LABELS, train=False))
 
-    d = LabelConcatCritic(MLPCritic(hidden=(8,)), K, concat="vector")
-    variables = _init(d, x, LABELS)
-    vec = np.concatenate([np.asarray(x).reshape(4, -1), np.eye(K)[np.asarray(LABELS)]], axis=1)
-    expected = _apply(d.critic)({"params": variables["params"]["critic"]}, vec)
-    np.testing.assert_allclose(_apply(d)(variables, x, LABELS), expected, rtol=1e-5, atol=1e-6)
-    out = _apply(d)(variables, jnp.tile(x[:1], (4, 1, 1, 1)), LABELS)  # one image, four labels
-    np.testing.assert_allclose(out[1], out[3], rtol=1e-6)
-    assert _differ(out[0], out[1]) and _differ(out[1], out[2])
+        out, expected, one_image = run(KEY)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(one_image[1], one_image[3], rtol=1e-6)
+        assert _differ(one_image[0], one_image[1]) and _differ(one_image[1], one_image[2])
 
 
-@pytest.mark.parametrize("fake_class", [False, True], ids=["K", "K+1"])
-def test_acgan_heads_against_an_independent_computation(fake_class):
-    x = _images(32, 3)
-    d = ACGANCritic(_dcgan_critic(32, 3), K, fake_class=fake_class)
-    variables = _init(d, x, LABELS)
+@pytest.fixture(scope="module")
+def critics():
+    """AC-GAN (K+1) and projection critics on the same small 28-px DCGAN critic, and their variables."""
+    modules = {"acgan": ACGANCritic(_dcgan_critic(28, 1), K, fake_class=True),
+               "projection": ProjectionCritic(_dcgan_critic(28, 1), K)}
+    x = _images(28)
+    return modules, jax.jit(lambda key: {n: m.init(key, x, LABELS, train=False) for n, m in modules.items()})(KEY)
+
+
+def _features(critic, variables, x):
+    """The wrapped critic's own (scores, features) in training mode (batch norm makes the features O(1);
+    at init, the running statistics leave them ~1e-3)."""
+    own = {"params": variables["params"]["critic"], "batch_stats": variables["batch_stats"]["critic"]}
+    return critic.apply(own, x, train=True, return_features=True, mutable=["batch_stats"])[0]
+
+
+def test_acgan_heads_against_an_independent_computation(critics):
+    modules, all_vars = critics
+    x = _images(28)
     # Larger classifier weights, so that the logits are spread and logsumexp is not ~log K.
-    head = jax.tree.map(lambda w: w * 50, variables["params"]["classifier"])
-    variables = {**variables, "params": {**variables["params"], "classifier": head}}
-    # Training mode: batch norm makes the features O(1) (at init, running statistics leave them ~1e-3).
-    (scores, logits), _ = _apply(d, train=True)(variables, x, LABELS)
-    chex.assert_shape(logits, (4, K + fake_class))
-    s, features = _critic_features(d.critic, variables, x)
+    head = jax.tree.map(lambda w: w * 50, all_vars["acgan"]["params"]["classifier"])
+    variables = {**all_vars["acgan"], "params": {**all_vars["acgan"]["params"], "classifier": head}}
+    with_fake = modules["acgan"]
+    without = ACGANCritic(with_fake.critic, K, fake_class=False)  # the same parameters
+
+    @jax.jit
+    def run(v, x):
+        outs = [m.apply(v, x, LABELS, train=True, mutable=["batch_stats"])[0] for m in (without, with_fake)]
+        return outs, _features(with_fake.critic, v, x)
+
+    ((scores_k, logits_k), (scores, logits)), (s, features) = run(variables, x)
+    chex.assert_shape((logits_k, logits), ((4, K), (4, K + 1)))
     phi = np.asarray(features, np.float64).reshape(4, -1)
     class_logits = phi @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"])
-    np.testing.assert_allclose(logits[:, :K], class_logits, rtol=1e-4, atol=1e-5)
     assert np.ptp(class_logits) > 1.0
-    if fake_class:
-        np.testing.assert_allclose(logits[:, K], -np.asarray(s), rtol=1e-5, atol=1e-6)
-        # σ(score) = p(real | x): the total softmax mass of the K real classes.
-        p = np.exp(class_logits - logsumexp(np.asarray(logits, np.float64), axis=1, keepdims=True))
-        np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(scores, np.float64))), p.sum(1), rtol=1e-5)
-        np.testing.assert_allclose(scores, logsumexp(class_logits, axis=1) + np.asarray(s), rtol=1e-5, atol=1e-5)
-    else:
-        np.testing.assert_allclose(scores, s, rtol=1e-6)
+    np.testing.assert_allclose(logits_k, class_logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores_k, s, rtol=1e-6)
+    np.testing.assert_allclose(logits[:, :K], class_logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits[:, K], -np.asarray(s), rtol=1e-5, atol=1e-6)
+    # σ(score) = p(real | x): the total softmax mass of the K real classes.
+    p = np.exp(class_logits - logsumexp(np.asarray(logits, np.float64), axis=1, keepdims=True))
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(scores, np.float64))), p.sum(1), rtol=1e-5)
+    np.testing.assert_allclose(scores, logsumexp(class_logits, axis=1) + np.asarray(s), rtol=1e-5, atol=1e-5)
 
 
-def _critic_features(critic, variables, x):
-    """The wrapped critic's (scores, features) in training mode, applied on its own."""
-    own = {"params": variables["params"]["critic"], "batch_stats": variables["batch_stats"]["critic"]}
-    return jax.jit(lambda v, x: critic.apply(v, x, train=True, return_features=True, mutable=["batch_stats"])[0])(
-        own, x)
-
-
-def test_projection_term_is_the_inner_product():
+def test_projection_term_is_the_inner_product(critics):
+    modules, all_vars = critics
+    d, variables = modules["projection"], all_vars["projection"]
     x = _images(28)
-    d = ProjectionCritic(_dcgan_critic(28, 1), K)
-    variables = _init(d, x, LABELS)
-    psi, features = _critic_features(d.critic, variables, x)
+    run = jax.jit(lambda v, x: (d.apply(v, x, LABELS, train=True, mutable=["batch_stats"])[0],
+                                _features(d.critic, v, x)))
+    out, (psi, features) = run(variables, x)
     v = np.asarray(variables["params"]["embed"]["embedding"], np.float64)
     chex.assert_shape(v, (K, 7 * 7 * 16))
     inner = np.sum(v[np.asarray(LABELS)] * np.asarray(features, np.float64).reshape(4, -1), axis=1)
-    out, _ = _apply(d, train=True)(variables, x, LABELS)
     np.testing.assert_allclose(out - psi, inner, rtol=1e-4, atol=1e-5)
     assert np.abs(inner).min() > 1e-2
 
@@ -176,60 +188,65 @@ def test_projection_term_is_the_inner_product():
 def test_dropout_deterministic_in_eval_stochastic_in_training():
     d = LabelConcatCritic(GoodfellowDiscriminator(hidden=(16,)), K, concat="vector")
     x = _images(28)
-    variables = _init(d, x, LABELS)
-    np.testing.assert_array_equal(_apply(d)(variables, x, LABELS), _apply(d)(variables, x, LABELS))
-    train = _apply(d, train=True)
-    a, b = (train(variables, x, LABELS, key=jax.random.key(i))[0] for i in (1, 2))
+    variables = jax.jit(functools.partial(d.init, train=False))(KEY, x, LABELS)
+    evaluate = jax.jit(functools.partial(d.apply, train=False))
+    np.testing.assert_array_equal(evaluate(variables, x, LABELS), evaluate(variables, x, LABELS))
+    train = jax.jit(lambda v, key: d.apply(v, x, LABELS, train=True, rngs={"dropout": key}))
+    a, b = (train(variables, jax.random.key(i)) for i in (1, 2))
     assert np.all(np.asarray(a) != np.asarray(b))
-    np.testing.assert_array_equal(a, train(variables, x, LABELS, key=jax.random.key(1))[0])
+    np.testing.assert_array_equal(a, train(variables, jax.random.key(1)))
 
 
-def test_jit_grad_through_a_conditional_gan():
-    """One non-saturating step's gradients for G and every conditional critic: finite and non-zero."""
-    g = ConditionalGenerator(DCGANGenerator(image_size=28, channels=1, widths=WIDTHS[28]), K)
+def test_jit_grad_through_a_conditional_gan(critics):
+    """Gradients of one non-saturating objective (+ AC-GAN class loss) through a conditional generator (with a
+    label embedding) and the conditional critics, in one compiled function: finite, non-zero for every layer."""
+    g = ConditionalGenerator(GoodfellowGenerator(hidden=(32,)), K, embed_dim=8)
     z = jax.random.normal(KEY, (4, 100))
-    g_vars = _init(g, z, LABELS)
-    critics = {"concat": LabelConcatCritic(_dcgan_critic(28, 1 + K), K),
-               "acgan": ACGANCritic(_dcgan_critic(28, 1), K, fake_class=True),
-               "projection": ProjectionCritic(_dcgan_critic(28, 1), K),
-               "goodfellow": LabelConcatCritic(GoodfellowDiscriminator(hidden=(16,)), K, concat="vector")}
-    for name, d in critics.items():
-        d_vars = _init(d, _images(28), LABELS)
+    modules, variables = critics
+    modules = {**modules, "goodfellow": LabelConcatCritic(GoodfellowDiscriminator(hidden=(16,)), K, concat="vector")}
+    init = jax.jit(lambda key: {"goodfellow": modules["goodfellow"].init(key, _images(28), LABELS, train=False),
+                                "generator": g.init(key, z, LABELS, train=False)})
+    variables = {**variables, **init(KEY)}
+    params = {n: v["params"] for n, v in variables.items()}
 
-        @jax.jit
-        def loss(g_params, d_params, d=d, d_vars=d_vars):
-            x, _ = g.apply({**g_vars, "params": g_params}, z, LABELS, train=True, mutable=["batch_stats"])
-            out, _ = d.apply({**d_vars, "params": d_params}, x, LABELS, train=True, rngs={"dropout": KEY},
-                             mutable=["batch_stats"])
+    @jax.jit
+    @jax.grad
+    def grads(params):
+        x = g.apply({"params": params["generator"]}, z, LABELS, train=True)
+        total = 0.0
+        for name, d in modules.items():
+            out, _ = d.apply({**variables[name], "params": params[name]}, x, LABELS, train=True,
+                             rngs={"dropout": KEY}, mutable=["batch_stats"])
             scores, logits = out if isinstance(out, tuple) else (out, None)
-            value = jnp.mean(jax.nn.softplus(-scores))
-            return value if logits is None else value + jnp.mean(
-                jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, LABELS[:, None], axis=1)[:, 0])
+            total += jnp.mean(jax.nn.softplus(-scores))
+            if logits is not None:
+                total += jnp.mean(jax.nn.logsumexp(logits, axis=1)
+                                  - jnp.take_along_axis(logits, LABELS[:, None], axis=1)[:, 0])
+        return total
 
-        grads = jax.grad(loss, argnums=(0, 1))(g_vars["params"], d_vars["params"])
-        for leaf in jax.tree.leaves(grads):
-            assert np.all(np.isfinite(leaf)), name
-        assert max(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(grads[0])) > 0, name
-        assert min(float(jnp.abs(leaf).max()) for leaf in jax.tree.leaves(grads[1])) > 0, name
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads(params))[0]:
+        assert np.all(np.isfinite(leaf)) and float(jnp.abs(leaf).max()) > 0, jax.tree_util.keystr(path)
 
 
-def test_bfloat16_compute_float32_params():
-    x = _images(32, 3)
-    for make in (lambda dt: ACGANCritic(_dcgan_critic(32, 3, dtype=dt), K, fake_class=True, dtype=dt),
-                 lambda dt: ProjectionCritic(_dcgan_critic(32, 3, dtype=dt), K, dtype=dt)):
-        f32, bf16 = make(jnp.float32), make(jnp.bfloat16)
-        variables = _init(f32, x, LABELS)
-        chex.assert_trees_all_equal_dtypes(jax.eval_shape(functools.partial(bf16.init, train=False), KEY, x, LABELS),
-                                           variables)
-        for out16, out32 in zip(jax.tree.leaves(_apply(bf16)(variables, x, LABELS)),
-                                jax.tree.leaves(_apply(f32)(variables, x, LABELS))):
-            chex.assert_type(out16, jnp.float32)
-            np.testing.assert_allclose(out16, out32, rtol=0.05, atol=0.05 * float(jnp.abs(out32).max()))
+def test_bfloat16_compute_float32_params(critics):
+    modules, variables = critics
+    x = _images(28)
+    as_bf16 = {"acgan": ACGANCritic(_dcgan_critic(28, 1, dtype=jnp.bfloat16), K, fake_class=True, dtype=jnp.bfloat16),
+               "projection": ProjectionCritic(_dcgan_critic(28, 1, dtype=jnp.bfloat16), K, dtype=jnp.bfloat16)}
+    for name, m in as_bf16.items():
+        chex.assert_trees_all_equal_dtypes(jax.eval_shape(functools.partial(m.init, train=False), KEY, x, LABELS),
+                                           variables[name])
+    run = {dt: jax.jit(lambda v, ms=ms: {n: m.apply(v[n], x, LABELS, train=False) for n, m in ms.items()})
+           for dt, ms in (("f32", modules), ("bf16", as_bf16))}
+    out16, out32 = run["bf16"](variables), run["f32"](variables)
+    for a, b in zip(jax.tree.leaves(out16), jax.tree.leaves(out32)):
+        chex.assert_type(a, jnp.float32)
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05 * float(jnp.abs(b).max()))
     g = ConditionalGenerator(GoodfellowGenerator(dtype=jnp.bfloat16), K, embed_dim=8)
-    z = jax.random.normal(KEY, (4, 100))
-    variables = _init(g, z, LABELS)
-    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    chex.assert_type(_apply(g)(variables, z, LABELS), jnp.float32)
+    z = jnp.zeros((4, 100))
+    g_vars = jax.eval_shape(functools.partial(g.init, train=False), KEY, z, LABELS)
+    assert {leaf.dtype for leaf in jax.tree.leaves(g_vars)} == {jnp.dtype(jnp.float32)}
+    assert jax.eval_shape(functools.partial(g.apply, train=False), g_vars, z, LABELS).dtype == jnp.float32
 
 
 def test_bad_inputs():
