@@ -2,6 +2,8 @@
 
 python -m gan_jax.metrics.classifier --config experiments/classifier_fashion_mnist.py --workdir DIR
 Same architecture and schedule as experiments/classifier_mnist.py (gan_jax/metrics/classifier.py).
+Measured (seed 0, 8 epochs, 2-core CPU shared with other jobs, 2026-11-23): 91.50 % on the 10,000 test
+images, 171 s.
 """
 from gan_jax.metrics.classifier import default_config
 

@@ -3,6 +3,8 @@ the Stacked-MNIST mode count (VEEGAN / PacGAN classify each channel with an MNIS
 
 python -m gan_jax.metrics.classifier --config experiments/classifier_mnist.py --workdir DIR
 Architecture, schedule and what is saved: gan_jax/metrics/classifier.py. Target: >= 99 % test accuracy.
+Measured (seed 0, 8 epochs = 3,744 steps, 2-core CPU shared with other jobs, 2026-11-23): 99.22 % on the
+10,000 test images, 145 s including data loading.
 """
 from gan_jax.metrics.classifier import default_config
 

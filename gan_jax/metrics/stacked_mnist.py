@@ -10,7 +10,9 @@ generated triples.
 Protocol (paper_tables.md §3): `NUM_SAMPLES` = 26,000 samples in the VEEGAN setting (PacGAN Table 2),
 `NUM_SAMPLES_METZ` = 25,600 in the Metz setting (PacGAN Table 3). Even a perfect sampler has a plug-in
 KL of about 999 / (2N) = 0.0192 at N = 26,000, and real Stacked MNIST ~0.024 (MNIST's class imbalance);
-compare with those floors, and use the same N as the table compared with.
+compare with those floors, and use the same N as the table compared with. Measured on 26,000 real
+Stacked-MNIST images (test-split digits, seed 0) with experiments/classifier_mnist.py's classifier:
+1000 modes, KL 0.0254 (0.0250 from the true labels).
 """
 from __future__ import annotations
 
