@@ -10,13 +10,22 @@ from gan_jax.models.dcgan import DEFAULT_WIDTHS, DCGANDiscriminator, DCGANGenera
 SMALL = dict(image_size=32, channels=3, widths=(32, 16, 8))
 
 
-def _init(module, key, x):
-    return jax.jit(lambda k, x: module.init(k, x, train=False))(key, x)
+def _init(module, x, seed=0):
+    """Variables of `module` for input `x`, drawn in NumPy: N(0, 0.02) params, fresh BN / SN statistics.
 
+    XLA:CPU takes ~1 s to compile each jax.random.normal, so tests other than the init test skip `init`.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
 
-def _train_apply(module, variables, x, **kw):
-    """Training-mode call (batch statistics of this batch) -> (output, updated collections)."""
-    return jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"], **kw))(variables, x)
+    def fill(path, s):
+        name = jax.tree_util.keystr(path)
+        if "params" in name:
+            return jnp.asarray(rng.normal(0.0, 0.02, s.shape), s.dtype)
+        if name.endswith("/u']"):
+            return jnp.asarray(rng.normal(size=s.shape), s.dtype)
+        return jnp.ones(s.shape, s.dtype) if ("var" in name or "sigma" in name) else jnp.zeros(s.shape, s.dtype)
+    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _n_params(tree) -> int:
@@ -53,22 +62,30 @@ def test_output_shapes_ranges_and_dtypes(size, channels):
     g = DCGANGenerator(image_size=size, channels=channels, widths=widths)
     d = DCGANDiscriminator(image_size=size, channels=channels, widths=widths)
     z = jax.random.normal(jax.random.key(0), (3, 100))
-    gv = _init(g, jax.random.key(1), z)
-    x, _ = _train_apply(g, gv, 5.0 * z)
+
+    gv, dv = _init(g, z), _init(d, jnp.zeros((3, size, size, channels)))
+
+    @jax.jit
+    def run(z):
+        x, _ = g.apply(gv, 5.0 * z, train=True, mutable=["batch_stats"])
+        out, _ = d.apply(dv, x, train=True, return_features=True, mutable=["batch_stats"])
+        return x, out, d.apply(dv, x, train=True, mutable=["batch_stats"])[0]
+
+    x, (scores, feats), plain_scores = run(z)
     chex.assert_shape(x, (3, size, size, channels))
     assert x.dtype == jnp.float32 and float(jnp.max(jnp.abs(x))) <= 1.0
-    dv = _init(d, jax.random.key(2), x)
-    (scores, feats), _ = _train_apply(d, dv, x, return_features=True)
     chex.assert_shape(scores, (3,))
+    assert scores.dtype == jnp.float32
     base = size // 2 ** len(widths)
     chex.assert_shape(feats, (3, base, base, widths[0]))
-    np.testing.assert_allclose(_train_apply(d, dv, x)[0], scores)
+    np.testing.assert_allclose(plain_scores, scores)
 
 
 def test_initial_weights_are_dcgan_normal():
     """Radford et al.: all conv weights N(0, 0.02); BatchNorm scale 1, bias 0."""
-    gv = _init(DCGANGenerator(), jax.random.key(0), jnp.zeros((2, 100)))
-    dv = _init(DCGANDiscriminator(), jax.random.key(1), jnp.zeros((2, 32, 32, 3)))
+    gv, dv = jax.jit(lambda z, x: (DCGANGenerator().init(jax.random.key(0), z, train=False),
+                                   DCGANDiscriminator().init(jax.random.key(1), x, train=False)))(
+        jnp.zeros((2, 100)), jnp.zeros((2, 32, 32, 3)))
     for params in (gv["params"], dv["params"]):
         flat = jax.tree_util.tree_flatten_with_path(params)[0]
         kernels = [v for p, v in flat if "kernel" in jax.tree_util.keystr(p) and v.size >= 4096]
@@ -85,14 +102,20 @@ def test_bfloat16_compute_with_float32_params_and_statistics():
     g32, d32 = DCGANGenerator(**SMALL), DCGANDiscriminator(**SMALL)
     g16, d16 = DCGANGenerator(**SMALL, dtype=jnp.bfloat16), DCGANDiscriminator(**SMALL, dtype=jnp.bfloat16)
     z = jax.random.normal(jax.random.key(0), (8, 100))
-    gv = _init(g16, jax.random.key(1), z)
-    x16, gs = _train_apply(g16, gv, z)
-    x32, _ = _train_apply(g32, gv, z)
-    dv = _init(d16, jax.random.key(2), x32)
-    for tree in (gv, gs, dv):
+
+    gv, dv = _init(g16, z), _init(d16, jnp.zeros((8, 32, 32, 3)))
+
+    @jax.jit
+    def run(z):
+        x16, gs = g16.apply(gv, z, train=True, mutable=["batch_stats"])
+        x32, _ = g32.apply(gv, z, train=True, mutable=["batch_stats"])
+        (s16, f16), _ = d16.apply(dv, x32, train=True, return_features=True, mutable=["batch_stats"])
+        s32, _ = d32.apply(dv, x32, train=True, mutable=["batch_stats"])
+        return (gv, gs, dv), (x16, x32, s16, s32, f16)
+
+    trees, (x16, x32, s16, s32, f16) = run(z)
+    for tree in trees:
         assert {a.dtype for a in jax.tree.leaves(tree)} == {jnp.dtype(jnp.float32)}
-    (s16, f16), _ = _train_apply(d16, dv, x32, return_features=True)
-    s32, _ = _train_apply(d32, dv, x32)
     assert f16.dtype == jnp.bfloat16 and s16.dtype == jnp.float32 and x16.dtype == jnp.float32
     np.testing.assert_allclose(x16, x32, atol=0.05)
     np.testing.assert_allclose(s16, s32, atol=0.05 * float(jnp.max(jnp.abs(s32))) + 1e-3)
@@ -101,7 +124,7 @@ def test_bfloat16_compute_with_float32_params_and_statistics():
 def test_spectral_norm_critic_has_unit_top_singular_values():
     d = DCGANDiscriminator(**SMALL, batch_norm=False, spectral_norm=True)
     x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
-    v = _init(d, jax.random.key(1), x)
+    v = _init(d, x)
 
     @jax.jit
     def power_iterations(v):
@@ -120,7 +143,7 @@ def test_spectral_norm_critic_has_unit_top_singular_values():
 
 def test_batch_norm_off_removes_batch_stats():
     d = DCGANDiscriminator(**SMALL, batch_norm=False)
-    v = _init(d, jax.random.key(0), jnp.zeros((2, 32, 32, 3)))
+    v = _init(d, jnp.zeros((2, 32, 32, 3)))
     assert set(v) == {"params"}
     x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
     # Without batch statistics each example's score is independent of the rest of the batch.
@@ -133,8 +156,7 @@ def test_bn_axis_name_averages_batch_statistics_across_the_axis():
     g = DCGANGenerator(**SMALL, bn_axis_name="batch")
     d = DCGANDiscriminator(**SMALL, bn_axis_name="batch")
     z = jax.random.normal(jax.random.key(0), (8, 100))
-    gv = _init(DCGANGenerator(**SMALL), jax.random.key(1), z)
-    dv = _init(DCGANDiscriminator(**SMALL), jax.random.key(2), jnp.zeros((8, 32, 32, 3)))
+    gv, dv = _init(DCGANGenerator(**SMALL), z), _init(DCGANDiscriminator(**SMALL), jnp.zeros((8, 32, 32, 3)))
 
     def run(g, d, z):
         x, gs = g.apply(gv, z, train=True, mutable=["batch_stats"])

@@ -60,21 +60,22 @@ PAIRS = ([(conv2d, _conv_ref, c) for c in CONV_CASES] + [(conv_transpose2d, _tco
 IDS = [f"{f.__name__}-{c}" for f, _, c in PAIRS]
 
 
-def _loss(fn, s, p):
-    # A nonlinear scalar so gradients w.r.t. both arguments are data dependent.
-    return lambda x, w: jnp.sum(jnp.sin(fn(x, w, s, p).astype(jnp.float32)))
+def _value_and_grads(fn, s, p):
+    """x, w -> (fn(x, w), d/dx, d/dw) of a nonlinear scalar of the output."""
+    def f(x, w):
+        y, vjp = jax.vjp(lambda x, w: fn(x, w, s, p), x, w)
+        return (y, *vjp(jnp.cos(y.astype(jnp.float32)).astype(y.dtype)))
+    return f
 
 
 @pytest.mark.parametrize("fn,ref,case", PAIRS, ids=IDS)
 def test_outputs_and_gradients_match_lax(fn, ref, case):
     x, w = _inputs(case)
     s, p = case[6], case[7]
-    y, y_ref = jax.jit(fn, static_argnums=(2, 3))(x, w, s, p), ref(x, w, s, p)
-    chex.assert_equal_shape([y, y_ref])
-    np.testing.assert_allclose(y, y_ref, **F32)
-    g = jax.jit(jax.grad(_loss(fn, s, p), argnums=(0, 1)))(x, w)
-    g_ref = jax.jit(jax.grad(_loss(ref, s, p), argnums=(0, 1)))(x, w)
-    for a, b in zip(g, g_ref):
+    ours, theirs = jax.jit(lambda x, w: (_value_and_grads(fn, s, p)(x, w), _value_and_grads(ref, s, p)(x, w)))(x, w)
+    chex.assert_equal_shape([ours[0], theirs[0]])
+    np.testing.assert_allclose(ours[0], theirs[0], **F32)
+    for a, b in zip(ours[1:], theirs[1:]):  # input and kernel gradients
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -89,9 +90,10 @@ def test_second_order_gradient_matches_lax(fn, ref, case):
         def gp(w, x):
             gx = jax.grad(lambda x: jnp.sum(jnp.tanh(f(x, w, s, p))))(x)
             return jnp.mean((jnp.sqrt(jnp.sum(gx ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
-        return jax.jit(jax.grad(gp, argnums=(0, 1)))
+        return jax.grad(gp, argnums=(0, 1))
 
-    for a, b in zip(penalty(fn)(w, x), penalty(ref)(w, x)):
+    ours, theirs = jax.jit(lambda w, x: (penalty(fn)(w, x), penalty(ref)(w, x)))(w, x)
+    for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
 
 
@@ -100,58 +102,69 @@ def test_vmap_over_a_leading_axis_matches_loop(fn, ref, case):
     x, w = _inputs(case)
     s, p = case[6], case[7]
     ws = jnp.stack([w, 2.0 * w, -w])
-    ys = jax.vmap(lambda w: fn(x, w, s, p))(ws)
+    ys, refs = jax.jit(lambda ws: (jax.vmap(lambda w: fn(x, w, s, p))(ws), [ref(x, w, s, p) for w in ws]))(ws)
     for i in range(3):
-        np.testing.assert_allclose(ys[i], ref(x, ws[i], s, p), **F32)
+        np.testing.assert_allclose(ys[i], refs[i], **F32)
 
 
 @pytest.mark.parametrize("fn,ref,case", [PAIRS[0], PAIRS[len(CONV_CASES) + 1]], ids=["conv", "tconv"])
 def test_bfloat16_close_to_f32_reference(fn, ref, case):
     x, w = _inputs(case)
     s, p = case[6], case[7]
-    y = fn(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), s, p)
-    assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(y.astype(jnp.float32), ref(x, w, s, p), rtol=3e-2, atol=3e-2)
-    g = jax.jit(jax.grad(_loss(fn, s, p), argnums=1))(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
-    g_ref = jax.jit(jax.grad(_loss(ref, s, p), argnums=1))(x, w)
-    np.testing.assert_allclose(g.astype(jnp.float32), g_ref, rtol=5e-2, atol=5e-2 * float(jnp.abs(g_ref).max()))
+    bf = jnp.bfloat16
+    (y, gx, gw), (y_ref, _, gw_ref) = jax.jit(lambda x, w: (_value_and_grads(fn, s, p)(x.astype(bf), w.astype(bf)),
+                                                          _value_and_grads(ref, s, p)(x, w)))(x, w)
+    assert y.dtype == gx.dtype == gw.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), y_ref, rtol=3e-2, atol=3e-2)
+    np.testing.assert_allclose(gw.astype(jnp.float32), gw_ref, rtol=5e-2, atol=5e-2 * float(jnp.abs(gw_ref).max()))
 
 
 def test_modules_match_functions_shapes_and_init():
     x = jax.random.normal(jax.random.key(1), (4, 8, 8, 16))
     conv = Conv(32, 4, strides=2, padding=1, use_bias=False)
     tconv = ConvTranspose(8, 4, strides=2, padding=1)
-    pc, pt = conv.init(jax.random.key(2), x), tconv.init(jax.random.key(3), x)
+
+    @jax.jit
+    def run(x):
+        pc, pt = conv.init(jax.random.key(2), x), tconv.init(jax.random.key(3), x)
+        return pc, pt, conv.apply(pc, x), tconv.apply(pt, x)
+
+    pc, pt, yc, yt = run(x)
     chex.assert_shape(pc["params"]["kernel"], (4, 4, 16, 32))
     assert "bias" not in pc["params"]
     np.testing.assert_allclose(jnp.std(pc["params"]["kernel"]), 0.02, rtol=0.1)
-    np.testing.assert_allclose(conv.apply(pc, x), _conv_ref(x, pc["params"]["kernel"], 2, 1), **F32)
-    y = tconv.apply(pt, x)
-    chex.assert_shape(y, (4, 16, 16, 8))  # torch ConvTranspose2d(k=4, s=2, p=1) doubles H and W
-    np.testing.assert_allclose(y, _tconv_ref(x, pt["params"]["kernel"], 2, 1) + pt["params"]["bias"], **F32)
+    np.testing.assert_allclose(yc, _conv_ref(x, pc["params"]["kernel"], 2, 1), **F32)
+    chex.assert_shape(yt, (4, 16, 16, 8))  # torch ConvTranspose2d(k=4, s=2, p=1) doubles H and W
+    np.testing.assert_allclose(yt, _tconv_ref(x, pt["params"]["kernel"], 2, 1) + pt["params"]["bias"], **F32)
 
 
 def test_module_bf16_compute_keeps_f32_params():
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
     for m in (Conv(4, 3, dtype=jnp.bfloat16), ConvTranspose(4, 4, 2, 1, dtype=jnp.bfloat16)):
-        v = m.init(jax.random.key(0), x)
-        chex.assert_trees_all_equal_dtypes(v["params"], jax.tree.map(lambda _: jnp.zeros((), jnp.float32), v["params"]))
-        assert m.apply(v, x).dtype == jnp.bfloat16
+        v, y = jax.jit(lambda x: (m.init(jax.random.key(0), x), m.apply(m.init(jax.random.key(0), x), x)))(x)
+        assert {a.dtype for a in jax.tree.leaves(v)} == {jnp.dtype(jnp.float32)}
+        assert y.dtype == jnp.bfloat16
 
 
 def test_spectral_norm_wrapping_conv_estimates_top_singular_value():
     """nn.SpectralNorm around our Conv: sigma (batch_stats) -> top singular value of kernel.reshape(-1, O)."""
     x = jnp.ones((2, 8, 8, 3))
     sn = nn.SpectralNorm(Conv(16, 4, strides=2, padding=1, use_bias=False), n_steps=1)
-    v = sn.init(jax.random.key(0), x, update_stats=True)
+
+    @jax.jit
+    def run(x):
+        v = sn.init(jax.random.key(0), x, update_stats=True)
+        stats = jax.lax.fori_loop(0, 30, lambda _, st: sn.apply({**v, "batch_stats": st}, x, update_stats=True,
+                                                                mutable=["batch_stats"])[1]["batch_stats"],
+                                  v["batch_stats"])
+        v = {**v, "batch_stats": stats}
+        return v, sn.apply(v, x, update_stats=False)
+
+    v, y = run(x)
     kernel = v["params"]["layer_instance"]["kernel"]
-    for _ in range(30):
-        _, upd = sn.apply(v, x, update_stats=True, mutable=["batch_stats"])
-        v = {**v, **upd}
     sigma = jax.tree.leaves({k: s for k, s in v["batch_stats"].items() if k.endswith("sigma")})[0]
     top = np.linalg.svd(np.asarray(kernel).reshape(-1, 16), compute_uv=False)[0]
     np.testing.assert_allclose(sigma, top, rtol=1e-3)
-    y = sn.apply(v, x, update_stats=False)
     np.testing.assert_allclose(y, _conv_ref(x, kernel / sigma, 2, 1), **F32)
 
 

@@ -1,0 +1,99 @@
+"""Where gan_jax's train step spends its time: a jax.profiler trace, aggregated per compiled HLO op.
+
+    python benchmarks/profile_step.py --config dcgan32:ns:64 [--precision f32] [--top 30] [--hlo out.txt]
+
+Prints the step's ops by total time with their HLO shape and source op_name (e.g.
+``transpose(jvp(D))/Conv_1/dot_general`` is a critic convolution's backward matmul) and the
+share of matrix products (YNNPACK/oneDNN fusions, dots), convolutions and everything else.
+XLA:CPU runs independent ops concurrently on the two cores, so op times can sum to more than the step.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import ARCHS, make_config, parse_config  # noqa: E402
+
+from gan_jax import parallel, train  # noqa: E402
+
+
+def op_metadata(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """HLO instruction name -> (result shape, op_name metadata)."""
+    meta = {}
+    for line in hlo_text.splitlines():
+        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*?op_name=\"([^\"]+)\"", line)
+        if m:
+            meta[m.group(1)] = (m.group(2), m.group(3))
+    return meta
+
+
+def category(name: str, op_name: str) -> str:
+    if "ynn" in name or "onednn" in name or name.startswith("dot") or op_name.endswith("dot_general"):
+        return "matmul"
+    if "convolution" in name or op_name.endswith("conv_general_dilated"):
+        return "convolution"
+    return "other"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="dcgan32:ns:64")
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--hlo", help="write the compiled HLO text here")
+    a = p.parse_args(argv)
+    arch, loss, batch = parse_config(a.config)
+    cfg = make_config(arch, loss, batch, a.precision)
+    size, channels, _ = ARCHS[arch]
+    gan = train.build(cfg)
+    mesh = parallel.make_mesh()
+    step = parallel.parallelize(train.make_train_step(gan), cfg.parallel, mesh)
+    state = step.put_state(jax.jit(lambda k: train.init_state(gan, k, (size, size, channels)),
+                                   out_shardings=NamedSharding(mesh, P()))(jax.random.key(0)))
+    x = np.random.default_rng(0).uniform(-1, 1, (cfg.loss.n_critic, batch, size, size, channels)).astype(np.float32)
+    data = step.put_batch({"x": x})
+    hlo = step.step.lower(state, data).compile().as_text()
+    if a.hlo:
+        with open(a.hlo, "w") as f:
+            f.write(hlo)
+    for _ in range(2):
+        state, metrics = step(state, data)
+    jax.block_until_ready((state, metrics))
+    trace_dir = tempfile.mkdtemp(prefix="gan_jax_profile_")
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        for _ in range(a.steps):
+            state, metrics = step(state, data)
+            jax.block_until_ready((state, metrics))
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "*perfetto_trace.json.gz"), recursive=True))[-1]
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    meta = op_metadata(hlo)
+    per_op = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in meta:
+            per_op[e["name"]] += e.get("dur", 0) / 1e3 / a.steps
+    shares = collections.Counter()
+    for name, ms in per_op.items():
+        shares[category(name, meta[name][1])] += ms
+    print(f"{a.config} {a.precision}: op time {sum(per_op.values()):.1f} ms/step; "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in shares.most_common()))
+    for name, ms in per_op.most_common(a.top):
+        shape, op_name = meta[name]
+        print(f"{ms:8.2f} ms  {name:30s} {shape[:30]:30s} {op_name.split('/', 1)[-1][-80:]}")
+
+
+if __name__ == "__main__":
+    main()
