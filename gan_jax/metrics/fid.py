@@ -10,7 +10,8 @@ Protocol to record next to every number: feature network and layer, the two samp
 Moments accumulate in `FeatureStats` = (count, mean, centred scatter Σ (x − mean)(x − mean)ᵀ), merged
 with Chan, Golub & LeVeque's (1979) pairwise update. Raw sums Σ x xᵀ in float32 lose the covariance to
 cancellation when ‖mean‖ ≫ std (ReLU features are all positive): on 50,000 × 64 features with mean 100 and
-std 1 the raw-sum covariance is off by > 100 %, the centred one by ~1e-5 (tests/test_metrics_fid.py).
+std ~1, raw sums in float32 miss the covariance by 0.4 % (XLA) to 12 % (numpy) of its largest entry, the
+centred form by 3e-7 (tests/test_metrics_fid.py).
 """
 from __future__ import annotations
 
