@@ -74,6 +74,21 @@ def test_checkpoint_round_trip_and_feature_network(tmp_path, trained):
         features.extract(network, jnp.zeros((2, 32, 32, 1)))
 
 
+def test_batched_apply_pads_the_last_batch_and_rejects_bad_sizes():
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return {"double": 2 * x}
+    out = features.batched_apply(fn, np.arange(10.0).reshape(10, 1), batch_size=4)
+    np.testing.assert_array_equal(out["double"][:, 0], 2 * np.arange(10.0))
+    assert calls == [4, 4, 4]
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        features.batched_apply(fn, np.zeros((3, 1)), batch_size=0)
+    with pytest.raises(ValueError, match="N = 0"):
+        features.batched_apply(fn, np.zeros((0, 1)), batch_size=2)
+
+
 def test_missing_checkpoint_names_the_training_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m gan_jax.metrics.classifier --config"):
         classifier.load_classifier(str(tmp_path))

@@ -44,6 +44,8 @@ def batched_apply(fn: Callable[[jax.Array], Any], images: np.ndarray | jax.Array
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = images.shape[0]
+    if n == 0:
+        raise ValueError("no images to apply the network to (N = 0)")
     size = min(batch_size, n)
     outputs = []
     for start in range(0, n, size):
