@@ -66,8 +66,8 @@ class GAN(NamedTuple):
 def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GAN:
     """Networks (batch norm averaged over `axis_name`), optimizers and loss pair of a config."""
     m = config.model
-    return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name),
-               critic=models.build_critic(m.critic.to_dict(), m.dtype, axis_name),
+    return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name, m.num_classes),
+               critic=models.build_critic(m.critic.to_dict(), m.dtype, axis_name, m.num_classes),
                generator_tx=config_lib.make_optimizer(config.optim.generator),
                critic_tx=config_lib.make_optimizer(config.optim.critic),
                loss=losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing),
@@ -186,7 +186,9 @@ def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Met
             aux = {"critic_loss": loss, "real_score": jnp.mean(real_s), "fake_score": jnp.mean(fake_s)}
             if acgan_weight:
                 # ACGAN (Odena et al. 2017, Eq. 2): D also classifies real and generated images.
-                aux["critic_class_loss"] = class_loss(real_c, real_labels) + class_loss(fake_c, fake_labels)
+                # With a (K+1)-th "fake" class (Salimans et al. 2016), D's target for generated samples is K.
+                fake_target = jnp.full_like(fake_labels, num_classes) if fake_c.shape[-1] > num_classes else fake_labels
+                aux["critic_class_loss"] = class_loss(real_c, real_labels) + class_loss(fake_c, fake_target)
                 loss = loss + acgan_weight * aux["critic_class_loss"]
             if gp_weight:
                 # WGAN-GP (Gulrajani et al. 2017, Eq. 3); with packing each packed group is interpolated as a whole.

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from gan_jax import data, experiment
@@ -29,23 +30,29 @@ def small(config, data_dir: str):
     config.checkpoint_every = config.log_every = config.sample_every = 1
     config.data.data_dir = data_dir
     for who in ("generator", "critic"):
-        if config.model[who].name == "dcgan":
-            config.model[who].widths = (16, 8)
+        spec = config.model[who]
+        for net in (spec, spec.get("base")):
+            if net is not None and net["name"] == "dcgan":
+                net["widths"] = (16, 8)
+            if net is not None and net["name"] == "goodfellow":
+                net["hidden"] = (32, 32)
     return config
 
 
 def test_every_image_config_is_tested():
     assert {"dcgan_mnist", "dcgan_fashion_mnist", "wgan_mnist", "wgan_gp_mnist", "lsgan_mnist",
-            "hinge_sn_mnist", "rasgan_mnist"} <= set(IMAGE_CONFIGS)
+            "hinge_sn_mnist", "rasgan_mnist", "cgan_mnist", "acgan_mnist", "goodfellow2014_mnist"} <= set(IMAGE_CONFIGS)
 
 
-@pytest.mark.parametrize("name", IMAGE_CONFIGS)
+@pytest.mark.parametrize("name", IMAGE_CONFIGS + ["acgan_mnist:fake_class"])
 def test_one_training_step(name, data_dir, tmp_path):
-    config = small(importlib.import_module(f"experiments.{name}").get_config(), data_dir)
+    name, _, variant = name.partition(":")
+    config = small(importlib.import_module(f"experiments.{name}").get_config(variant), data_dir)
     assert config.paper, f"experiments/{name}.py must name the paper it follows"
     experiment.train_and_evaluate(config, str(tmp_path))
-    grid = os.path.join(tmp_path, "samples", "step_0000001.png")
-    assert os.path.exists(grid)
+    grid = np.asarray(Image.open(os.path.join(tmp_path, "samples", "step_0000001.png")))
+    rows = config.model.num_classes or 8  # class-conditional grids: one row per class
+    assert grid.shape == (rows * 29 + 1, rows * 29 + 1, 3)
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
         first = json.loads(f.readline())
     assert first["step"] == 1 and "generator_loss" in first

@@ -1,53 +1,87 @@
 """Model registry: architectures by config name, and PacGAN packing.
 
 Every generator is called as `G(z, train) -> x` and every critic as `D(x, train) -> scores [B]`;
-batch statistics live in the `batch_stats` collection.
+conditional ones (config.model.num_classes > 0) as `G(z, labels, train)` and `D(x, labels, train)`,
+an ACGAN critic returning `(scores, class_logits)`. Conditional models wrap an unconditional `base`
+spec, e.g. `dict(name="acgan", base=dict(name="dcgan", image_size=28, channels=1))`. Batch
+statistics live in the `batch_stats` collection; dropout draws from the "dropout" RNG stream.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gan_jax.models.mlp import MLPCritic, MLPGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _dcgan(kind: str) -> type[nn.Module]:
-    from gan_jax.models import dcgan
-    return dcgan.DCGANGenerator if kind == "generator" else dcgan.DCGANDiscriminator
+# name -> "module:Class", imported on first use so a model's dependencies load only when used.
+GENERATORS = {
+    "mlp": "mlp:MLPGenerator",
+    "dcgan": "dcgan:DCGANGenerator",
+    "goodfellow": "goodfellow:GoodfellowGenerator",
+    "conditional": "conditional:ConditionalGenerator",      # wraps `base` (cGAN, Mirza & Osindero 2014)
+}
+CRITICS = {
+    "mlp": "mlp:MLPCritic",
+    "dcgan": "dcgan:DCGANDiscriminator",
+    "goodfellow": "goodfellow:GoodfellowDiscriminator",
+    "label_concat": "conditional:LabelConcatCritic",        # wraps `base` (cGAN)
+    "acgan": "conditional:ACGANCritic",                     # wraps `base` (Odena et al. 2017)
+    "projection": "conditional:ProjectionCritic",           # wraps `base` (Miyato & Koyama 2018)
+}
+# The field through which a conditional wrapper takes its unconditional network.
+_WRAPPED_FIELD = {"ConditionalGenerator": "generator", "LabelConcatCritic": "critic", "ACGANCritic": "critic",
+                  "ProjectionCritic": "critic"}
 
 
-# name -> (kind -> module class); imported lazily so that a model's dependencies load only when used.
-GENERATORS = {"mlp": lambda kind: MLPGenerator, "dcgan": _dcgan}
-CRITICS = {"mlp": lambda kind: MLPCritic, "dcgan": _dcgan}
+def _class(path: str) -> type[nn.Module]:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f"gan_jax.models.{module}"), name)
 
 
-def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_name: str | None) -> nn.Module:
+def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_name: str | None,
+           num_classes: int) -> nn.Module:
     spec = dict(spec)
-    name = spec.pop("name")
+    name = spec.pop("name", None)
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; allowed: {sorted(registry)}")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; allowed: {sorted(DTYPES)}")
-    cls = registry[name](kind)
-    if "bn_axis_name" in {f.name for f in dataclasses.fields(cls)}:
+    cls = _class(registry[name])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if cls.__name__ in _WRAPPED_FIELD:
+        if "base" not in spec or not num_classes:
+            raise ValueError(f"{kind} {name!r} is conditional: it needs a `base` network spec and "
+                             f"config.model.num_classes > 0 (got num_classes={num_classes})")
+        base = _build(registry, kind, spec.pop("base"), dtype, axis_name, 0)
+        spec[_WRAPPED_FIELD[cls.__name__]] = base
+        spec["num_classes"] = num_classes
+    elif "base" in spec:
+        raise ValueError(f"{kind} {name!r} takes no `base`; conditional wrappers: "
+                         f"{sorted(n for n, p in registry.items() if p.split(':')[1] in _WRAPPED_FIELD)}")
+    if "bn_axis_name" in fields:
         spec["bn_axis_name"] = axis_name
+    if "dtype" in fields:
+        spec["dtype"] = DTYPES[dtype]
     try:
-        return cls(dtype=DTYPES[dtype], **spec)
+        return cls(**spec)
     except TypeError as e:
         raise ValueError(f"bad options for {kind} {name!r}: {e}") from None
 
 
-def build_generator(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None) -> nn.Module:
-    return _build(GENERATORS, "generator", spec, dtype, axis_name)
+def build_generator(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None,
+                    num_classes: int = 0) -> nn.Module:
+    return _build(GENERATORS, "generator", spec, dtype, axis_name, num_classes)
 
 
-def build_critic(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None) -> nn.Module:
-    return _build(CRITICS, "critic", spec, dtype, axis_name)
+def build_critic(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None,
+                 num_classes: int = 0) -> nn.Module:
+    return _build(CRITICS, "critic", spec, dtype, axis_name, num_classes)
 
 
 def pack(x: jnp.ndarray, m: int) -> jnp.ndarray:
