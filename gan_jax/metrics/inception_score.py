@@ -1,8 +1,8 @@
 """Inception Score (Salimans et al. 2016, "Improved Techniques for Training GANs").
 
 IS = exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x), from class probabilities [N, K]. Protocol of the
-paper's code (openai/improved-gan `inception_score.py`): the N samples (50,000 in the paper) are cut in
-10 contiguous splits of ⌊N/10⌋-boundaries, the score is computed per split with that split's p(y), and
+paper's code (openai/improved-gan `inception_score.py`): the N samples (50,000 in the paper) are cut into
+10 contiguous splits (boundaries ⌊i N / 10⌋), the score is computed per split with that split's p(y), and
 the mean and (ddof = 0) standard deviation over splits are reported. With InceptionV3's 1008-way
 softmax this is the published IS; with our 10-class MNIST classifier it is bounded by 10 and is not
 comparable with published values.
