@@ -11,7 +11,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 from gan_jax.models.normalization import (MinibatchDiscrimination, PrependReference, VirtualBatchNorm,
                                           set_vbn_reference)
 
-KEY = jax.random.key(0)
+# "rbg" keys: flax init with threefry keys took 17 s to compile for a small DCGAN critic here, with rbg 2 s.
+KEY = jax.random.key(0, impl="rbg")
 
 
 def _mbd_reference(f, t, num_kernels, kernel_dim):
@@ -65,7 +66,7 @@ def test_minibatch_discrimination_global_batch_on_two_devices():
     single, sharded = MinibatchDiscrimination(4, 3), MinibatchDiscrimination(4, 3, axis_name="batch")
     f = jax.random.normal(KEY, (6, 5))
     params = jax.jit(single.init)(KEY, f)["params"]
-    w = jax.random.normal(jax.random.key(1), (6, 9))
+    w = jax.random.normal(jax.random.key(1, impl="rbg"), (6, 9))
 
     def loss(out):
         return jnp.sum(w * jnp.tanh(out))
@@ -85,7 +86,7 @@ def test_minibatch_discrimination_global_batch_on_two_devices():
     np.testing.assert_allclose(out, expected_out, rtol=1e-6, atol=1e-6)
     # Without the gather the per-device outputs differ: the test can fail.
     assert not np.allclose(single_apply({"params": params}, f[:3]), expected_out[:3], atol=1e-3)
-    np.testing.assert_allclose(values, [loss(expected_out)] * 2, rtol=1e-6)
+    np.testing.assert_allclose(values, [loss(expected_out)] * 2, rtol=1e-5)
     expected_grads = jax.jit(jax.grad(lambda p: loss(single.apply({"params": p}, f))))(params)
     chex.assert_trees_all_close(grads, expected_grads, rtol=1e-5, atol=1e-6)
 
@@ -134,8 +135,8 @@ def test_virtual_batch_norm_output_does_not_depend_on_the_batch():
     n = 4
     layer = VirtualBatchNorm(reference_size=n)
     ref = jax.random.normal(KEY, (n, 3, 3, 2))
-    examples = jax.random.normal(jax.random.key(1), (5, 3, 3, 2)) * 3
-    others = jax.random.normal(jax.random.key(2), (5, 3, 3, 2)) - 2
+    examples = jax.random.normal(jax.random.key(1, impl="rbg"), (5, 3, 3, 2)) * 3
+    others = jax.random.normal(jax.random.key(2, impl="rbg"), (5, 3, 3, 2)) - 2
     variables = jax.jit(layer.init)(KEY, jnp.concatenate([ref, examples]))
     apply = jax.jit(layer.apply)
     full = apply(variables, jnp.concatenate([ref, examples]))[n:]
@@ -165,7 +166,7 @@ def test_prepended_reference_through_a_network():
     x = jax.random.normal(KEY, (4, 5))
     variables = jax.jit(net.init)(KEY, x)
     chex.assert_trees_all_equal(variables["batch_stats"], {"PrependReference_0": {"vbn_reference": jnp.zeros((n, 5))}})
-    ref = jax.random.normal(jax.random.key(7), (n, 5))
+    ref = jax.random.normal(jax.random.key(7, impl="rbg"), (n, 5))
     variables = {**variables, "batch_stats": set_vbn_reference(variables["batch_stats"], ref)}
     np.testing.assert_array_equal(variables["batch_stats"]["PrependReference_0"]["vbn_reference"], ref)
 
@@ -175,7 +176,7 @@ def test_prepended_reference_through_a_network():
 
     out = scores(variables["params"], x)
     chex.assert_shape(out, (4,))
-    others = jax.random.normal(jax.random.key(3), (4, 5))
+    others = jax.random.normal(jax.random.key(3, impl="rbg"), (4, 5))
     np.testing.assert_allclose(scores(variables["params"], x.at[1:].set(others[1:]))[0], out[0], rtol=1e-5, atol=1e-6)
     grad = jax.jit(jax.grad(lambda p: jnp.sum(scores(p, x))))(variables["params"])
     for leaf in jax.tree.leaves(grad):
@@ -191,7 +192,7 @@ def test_virtual_batch_norm_gradients_through_the_reference_statistics():
     (with respect to reference and examples alike) match finite differences."""
     layer = VirtualBatchNorm(reference_size=3)
     x = jax.random.normal(KEY, (5, 2, 2, 3))
-    w = jax.random.normal(jax.random.key(1), (2, 2, 2, 3))
+    w = jax.random.normal(jax.random.key(1, impl="rbg"), (2, 2, 2, 3))
 
     @jax.jit
     def loss(x):
