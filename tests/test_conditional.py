@@ -57,7 +57,7 @@ def test_output_shapes(size):
         scores, logits = shapes(ACGANCritic(_dcgan_critic(size, 3), K, fake_class=fake_class), x, LABELS)
         assert (scores.shape, logits.shape) == ((4,), (4, K + fake_class))
     assert shapes(ProjectionCritic(_dcgan_critic(size, 3), K), x, LABELS).shape == (4,)
-    # MLP cGAN (Mirza & Osindero's MNIST setting): vectors of 784 = 28·28.
+    # MLP cGAN (Mirza & Osindero's MNIST setting): flat images of size·size (784 at 28 px).
     g = ConditionalGenerator(MLPGenerator(hidden=(32,), out_dim=size * size), K)
     assert shapes(g, z, LABELS).shape == (4, size * size)
     d = LabelConcatCritic(MLPCritic(hidden=(32,)), K, concat="vector")
