@@ -1,28 +1,25 @@
-"""Convolution layers that XLA:CPU compiles to fast matrix products.
+"""Convolution layers whose gradients XLA:CPU compiles to fast kernels.
 
-XLA:CPU lowers the weight gradient of a plainly written strided convolution inside a
-full GAN step with the batch as the contracted feature axis (``dim_labels=f01b_i01o->01bf``),
-~1 s per call at DCGAN sizes: a plain jitted DCGAN step runs 18x slower than PyTorch eager.
-These layers never emit a convolution. Both are written as one matrix product plus
-contiguous data movement on the space-to-depth grid, so forward, backward and
-grad-of-grad are all ``dot_general`` (YNNPACK GEMMs on XLA:CPU) with contiguous
-slices, pads and reshapes around them:
+Inside a full GAN step, XLA:CPU lowers the weight gradient of a plainly written strided
+convolution with the batch as the contracted feature axis (``dim_labels=f01b_i01o->01bf``),
+~1 s per call at DCGAN sizes, so a plain jitted DCGAN step ran 18x slower than PyTorch eager.
+Here each convolution is a ``jax.custom_vjp`` whose rules never ask XLA for that convolution:
 
-* ``conv2d``: a stride-s convolution with a k x k kernel equals a stride-1 convolution with a
-  ceil(k/s) x ceil(k/s) kernel on the space-to-depth input (tap ``a = s*d + r``: shift ``d``
-  on the coarse grid, phase ``r`` in the channels). Its im2col is ``ceil(k/s)^2`` contiguous
-  shifted windows, concatenated, times the rearranged kernel.
-* ``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics): the dual. One product
-  ``x @ W`` gives every tap's contribution on the coarse grid; ``ceil(k/s)^2`` shifted
-  (padded) copies are summed, depth-to-space restores the fine grid, and the PyTorch padding
-  is cropped.
+* forward: ``lax.conv_general_dilated`` (XLA:CPU runs these well, via YNNPACK);
+* input gradient: the adjoint convolution (an lhs-dilated correlation with the flipped,
+  in/out-swapped kernel), itself a custom-VJP op, so that higher derivatives stay on these rules;
+* weight gradient: one batch-major GEMM, ``g^T @ im2col(x)``, with the im2col taken on the
+  space-to-depth grid (a stride-s k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the
+  s x s-blocked input: ceil(k/s)^2 contiguous windows instead of k^2 strided ones).
 
-When ``k`` is not a multiple of ``s`` the kernel is zero-padded to the next multiple
-(exact, at the cost of ``(ceil(k/s) s / k)^2`` more FLOPs; DCGAN's 4x4/stride-2 layers waste none).
-Autodiff of these forms is plain JAX, so higher-order derivatives (WGAN-GP) need no custom rules.
+``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics) is the adjoint op applied to its
+input, so both layers share the same three rules. The rules call each other, so grad-of-grad
+(WGAN-GP) runs on them too; the tests check values, gradients and second derivatives against
+``lax.conv_general_dilated`` / ``lax.conv_transpose``.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +30,7 @@ from jax import lax
 
 Array = jax.Array
 Pads = tuple[tuple[int, int], tuple[int, int]]
+DN = ("NHWC", "HWIO", "NHWC")
 PaddingLike = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
 DCGAN_INIT = nn.initializers.normal(0.02)
@@ -64,12 +62,77 @@ def _pads(padding: PaddingLike, in_hw: tuple[int, int], kernel: tuple[int, int],
     raise ValueError(f"padding must be an int, two ints or two (lo, hi) pairs, got {padding!r}")
 
 
-def _coarse_kernel(kernel: Array, strides: tuple[int, int]) -> tuple[Array, tuple[int, int]]:
-    """Kernel [kh, kw, I, O] -> [th, tw, sh, sw, I, O] with taps a = s*d + r (zero-padded to th*sh)."""
-    (kh, kw, ci, co), (sh, sw) = kernel.shape, strides
+def _conv_geometry(x: Array, kernel: Array, strides, padding, allow_str: bool = True):
+    s = _pair(strides, "strides")
+    (_, h, w, c), (kh, kw) = x.shape, kernel.shape[:2]
+    if kernel.ndim != 4 or kernel.shape[2] != c:
+        raise ValueError(f"kernel must be [kh, kw, {c}, O] for input {x.shape}, got {kernel.shape}")
+    return s, _pads(padding, (h, w), (kh, kw), s, allow_str)
+
+
+def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads) -> Array:
+    """dW[a,b,c,o] = sum_{n,i,j} xpad[n, s_h i + a, s_w j + b, c] g[n,i,j,o]: one batch-major GEMM.
+
+    The space-to-depth im2col of x (ceil(k/s)^2 contiguous windows of the s x s-blocked input) is
+    contracted with g over (n, i, j), producing [O, K] (the small output-channel dimension leading,
+    the form YNNPACK runs fast); the optimisation barrier keeps XLA from folding the transpose back
+    into the product.
+    """
+    (b, h, w, c), (_, ho, wo, co) = x.shape, g.shape
+    (kh, kw), (sh, sw) = kernel_hw, s
     th, tw = -(-kh // sh), -(-kw // sw)
-    k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
-    return k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5), (th, tw)
+    hs, ws = ho + th - 1, wo + tw - 1  # coarse rows/cols the windows read
+    # lax.pad with a negative high pad crops rows that no output reads.
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pads[0][0], hs * sh - h - pads[0][0], 0),
+                                             (pads[1][0], ws * sw - w - pads[1][0], 0), (0, 0, 0)))
+    xs = xp.reshape(b, hs, sh, ws, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+    cols = [xs[:, d:d + ho, e:e + wo] for d in range(th) for e in range(tw)]
+    patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+    dw = lax.dot_general(g.reshape(-1, co), patches.reshape(b * ho * wo, -1), (((0,), (0,)), ((), ())))
+    dw = lax.optimization_barrier(dw).reshape(co, th, tw, sh, sw, c)
+    return dw.transpose(1, 3, 2, 4, 5, 0).reshape(th * sh, tw * sw, c, co)[:kh, :kw]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_op(x: Array, kernel: Array, s: tuple[int, int], pads: Pads) -> Array:
+    return lax.conv_general_dilated(x, kernel, s, pads, dimension_numbers=DN)
+
+
+def _conv_op_fwd(x, kernel, s, pads):
+    return _conv_op(x, kernel, s, pads), (x, kernel)
+
+
+def _conv_op_bwd(s, pads, res, g):
+    x, kernel = res
+    return _conv_adjoint_op(g, kernel, s, pads, x.shape[1:3]), _weight_gradient(x, g, kernel.shape[:2], s, pads)
+
+
+_conv_op.defvjp(_conv_op_fwd, _conv_op_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_adjoint_op(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int]) -> Array:
+    """The adjoint of x -> conv(x, kernel) (x of spatial size in_hw), applied to y.
+
+    An lhs-dilated correlation with the flipped, in/out-swapped kernel: pads (k-1-lo, in + lo - (out-1) s - 1).
+    """
+    k = kernel.shape[:2]
+    adj = [(k[d] - 1 - pads[d][0], in_hw[d] + pads[d][0] - (y.shape[1 + d] - 1) * s[d] - 1) for d in range(2)]
+    return lax.conv_general_dilated(y, jnp.swapaxes(kernel[::-1, ::-1], 2, 3), (1, 1), adj, lhs_dilation=s,
+                                    dimension_numbers=DN)
+
+
+def _conv_adjoint_op_fwd(y, kernel, s, pads, in_hw):
+    return _conv_adjoint_op(y, kernel, s, pads, in_hw), (y, kernel)
+
+
+def _conv_adjoint_op_bwd(s, pads, in_hw, res, g):
+    # <adjoint(y), g> = <y, conv(g)>: d/dy = conv(g, kernel), d/dkernel = the conv's weight gradient at (g, y).
+    y, kernel = res
+    return _conv_op(g, kernel, s, pads), _weight_gradient(g, y, kernel.shape[:2], s, pads)
+
+
+_conv_adjoint_op.defvjp(_conv_adjoint_op_fwd, _conv_adjoint_op_bwd)
 
 
 def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
@@ -77,27 +140,14 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     """y[n,i,j,o] = sum_{a,b,c} xpad[n, s_h i + a, s_w j + b, c] kernel[a,b,c,o].
 
     Equals ``lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=('NHWC',
-    'HWIO', 'NHWC'))``. x: [B, H, W, I]; kernel: [kh, kw, I, O]; padding as in ``nn.Conv``.
+    'HWIO', 'NHWC'))``, with the weight gradient as a batch-major GEMM. x: [B, H, W, I];
+    kernel: [kh, kw, I, O]; padding as in ``nn.Conv`` ('SAME', 'VALID', int, two ints, two pairs).
     """
-    s = _pair(strides, "strides")
-    (B, H, W, C), (kh, kw) = x.shape, kernel.shape[:2]
-    if kernel.ndim != 4 or kernel.shape[2] != C:
-        raise ValueError(f"kernel must be [kh, kw, {C}, O] for input {x.shape}, got {kernel.shape}")
-    pads = _pads(padding, (H, W), (kh, kw), s, allow_str=True)
-    ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip((H, W), pads, (kh, kw), s)]
+    s, pads = _conv_geometry(x, kernel, strides, padding)
+    ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip(x.shape[1:3], pads, kernel.shape[:2], s)]
     if ho < 1 or wo < 1:
-        raise ValueError(f"kernel {(kh, kw)} larger than padded input {(H, W)} with padding {pads}")
-    kc, (th, tw) = _coarse_kernel(kernel, s)
-    hs, ws = ho + th - 1, wo + tw - 1  # coarse rows/cols the windows read
-    # lax.pad with a negative high pad crops rows that no output reads.
-    xp = lax.pad(x, jnp.zeros((), x.dtype),
-                 ((0, 0, 0), (pads[0][0], hs * s[0] - H - pads[0][0], 0),
-                  (pads[1][0], ws * s[1] - W - pads[1][0], 0), (0, 0, 0)))
-    xs = xp.reshape(B, hs, s[0], ws, s[1], C).transpose(0, 1, 3, 2, 4, 5).reshape(B, hs, ws, -1)
-    cols = [xs[:, d:d + ho, e:e + wo] for d in range(th) for e in range(tw)]
-    patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
-    y = jnp.dot(patches.reshape(B * ho * wo, -1), kc.reshape(-1, kernel.shape[3]))
-    return y.reshape(B, ho, wo, kernel.shape[3])
+        raise ValueError(f"kernel {kernel.shape[:2]} larger than padded input {x.shape[1:3]} with padding {pads}")
+    return _conv_op(x, kernel, s, pads)
 
 
 def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
@@ -108,28 +158,14 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     padding p crops p rows/cols from each side (a pair (lo, hi) per dim crops lo and hi; a negative
     hi adds rows, like torch's output_padding). Output H' = (H - 1) s_h + kh - lo_h - hi_h.
     Equals ``lax.conv_transpose(x, kernel.swapaxes(2, 3), strides, [(kh-1-lo, kh-1-hi), ...],
-    transpose_kernel=True)``.
+    transpose_kernel=True)``: the input-adjoint of ``conv2d(., kernel.swapaxes(2, 3), strides, padding)``.
     """
-    s = _pair(strides, "strides")
-    (B, H, W, C), (kh, kw) = x.shape, kernel.shape[:2]
-    if kernel.ndim != 4 or kernel.shape[2] != C:
-        raise ValueError(f"kernel must be [kh, kw, {C}, O] for input {x.shape}, got {kernel.shape}")
-    pads = _pads(padding, (H, W), (kh, kw), s, allow_str=False)
-    ho, wo = [(n - 1) * st + k - lo - hi for n, st, k, (lo, hi) in zip((H, W), s, (kh, kw), pads)]
-    if ho < 1 or wo < 1:
-        raise ValueError(f"padding {pads} crops the whole output of size {((H - 1) * s[0] + kh, (W - 1) * s[1] + kw)}")
-    co = kernel.shape[3]
-    kc, (th, tw) = _coarse_kernel(kernel, s)
-    # z[n,i,j,d,e,(r,q,o)]: contribution of x[n,i,j] to coarse cell (i+d, j+e), phase (r, q).
-    z = jnp.dot(x.reshape(B * H * W, C), kc.transpose(4, 0, 1, 2, 3, 5).reshape(C, -1))
-    z = z.reshape(B, H, W, th, tw, -1)
-    zero = jnp.zeros((), z.dtype)
-    acc = sum(lax.pad(z[:, :, :, d, e], zero, ((0, 0, 0), (d, th - 1 - d, 0), (e, tw - 1 - e, 0), (0, 0, 0)))
-              for d in range(th) for e in range(tw))
-    hs, ws = H + th - 1, W + tw - 1
-    y = acc.reshape(B, hs, ws, s[0], s[1], co).transpose(0, 1, 3, 2, 4, 5).reshape(B, hs * s[0], ws * s[1], co)
-    return lax.pad(y, zero, ((0, 0, 0), (-pads[0][0], ho + pads[0][0] - hs * s[0], 0),
-                             (-pads[1][0], wo + pads[1][0] - ws * s[1], 0), (0, 0, 0)))
+    s, pads = _conv_geometry(x, kernel, strides, padding, allow_str=False)
+    out_hw = tuple((n - 1) * st + k - lo - hi for n, st, k, (lo, hi) in zip(x.shape[1:3], s, kernel.shape[:2], pads))
+    if min(out_hw) < 1:
+        raise ValueError(f"padding {pads} crops the whole output of size "
+                         f"{tuple((n - 1) * st + k for n, st, k in zip(x.shape[1:3], s, kernel.shape[:2]))}")
+    return _conv_adjoint_op(x, jnp.swapaxes(kernel, 2, 3), s, pads, out_hw)
 
 
 class Conv(nn.Module):
