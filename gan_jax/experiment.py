@@ -77,8 +77,15 @@ class _StopRequested:
         self.signum = signum
 
 
-def _abstract_state(gan: train.GAN, key, data_shape, sharding) -> Any:
-    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape), key)
+def _reference_batch(source, config: ml_collections.ConfigDict) -> np.ndarray | None:
+    """The fixed reference batch of a virtual-batch-norm critic: the first N training examples."""
+    n = config.model.critic.get("virtual_batch_norm", 0) or config.model.critic.get("base", {}).get(
+        "virtual_batch_norm", 0)
+    return np.asarray(source.__getitems__(np.arange(n))["x"]) if n else None
+
+
+def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None) -> Any:
+    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape, reference), key)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
@@ -99,10 +106,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ckpt = checkpoint.Checkpointer(workdir, config)
     ckpt.check_config()
     key = jax.random.key(config.seed)
-    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()))
+    reference = _reference_batch(source, config)
+    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()), reference)
     state = ckpt.restore(abstract)
     if state is None:
-        state = jax.jit(lambda k: train.init_state(gan, k, data_shape), out_shardings=NamedSharding(mesh, P()))(key)
+        state = jax.jit(lambda k: train.init_state(gan, k, data_shape, reference),
+                        out_shardings=NamedSharding(mesh, P()))(key)
         _say(f"new run in {workdir}")
     start = int(jax.device_get(state.step))
     if start:

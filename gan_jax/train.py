@@ -24,6 +24,7 @@ from flax import struct
 from jax import lax
 
 from gan_jax import config as config_lib, losses, models
+from gan_jax.models.normalization import REFERENCE, set_vbn_reference
 
 AXIS = "batch"
 Batch = dict[str, jax.Array]
@@ -74,8 +75,11 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GA
                config=config)
 
 
-def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...]) -> GANState:
-    """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1))."""
+def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference: jax.Array | None = None) -> GANState:
+    """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1)).
+
+    `reference`: the fixed real batch of a critic with virtual batch norm (Salimans et al. 2016).
+    """
     k_g, k_d, k_run = jax.random.split(key, 3)
     cfg = gan.config
     labels = (jnp.zeros((1,), jnp.int32),) if cfg.model.num_classes else ()
@@ -86,6 +90,11 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...]) -> GANStat
                                          jax.tree_util.tree_flatten_with_path(d_vars.get("batch_stats", {}))[0]):
         raise ValueError("config.loss.gradient_penalty > 0 needs a critic without batch norm (Gulrajani et al. "
                          "2017, Sec. 4: the penalty is per example); set the critic's batch_norm=False")
+
+    if any(REFERENCE in "/".join(map(str, p)) for p, _ in jax.tree_util.tree_flatten_with_path(d_vars)[0]):
+        if reference is None:
+            raise ValueError("the critic uses virtual batch norm: init_state needs its reference batch of real data")
+        d_vars = {**d_vars, "batch_stats": set_vbn_reference(d_vars["batch_stats"], reference)}
 
     def model_state(variables, tx):
         params = variables["params"]

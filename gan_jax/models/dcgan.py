@@ -19,7 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax.models.layers import Conv, ConvTranspose
+from gan_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose
+from gan_jax.models.normalization import MinibatchDiscrimination, PrependReference, VirtualBatchNorm
 
 DEFAULT_WIDTHS = {28: (256, 128), 32: (256, 128, 64), 64: (512, 256, 128, 64)}
 
@@ -69,7 +70,12 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """x [B, image_size, image_size, channels] -> scores [B] (float32 logits / critic values).
 
-    ``batch_norm=False`` removes the critic's batch norm (WGAN-GP); ``spectral_norm=True`` wraps every
+    ``batch_norm=False`` removes the critic's batch norm (WGAN-GP); ``virtual_batch_norm=N`` replaces it
+    by virtual batch norm over a fixed reference batch of N real images (Salimans et al. 2016, §3.4: the
+    reference, held in ``batch_stats`` by ``PrependReference``, is filled once with real data by the
+    train state's init and goes through the critic with every batch); ``minibatch_discrimination=K``
+    adds K minibatch-discrimination kernels on the flattened last features (Salimans et al. 2016, §3.2,
+    summed over the global batch across ``bn_axis_name``) before a linear output; ``spectral_norm=True`` wraps every
     convolution in ``nn.SpectralNorm`` (Miyato et al. 2018), one power iteration per training call, its
     ``u``/``sigma`` kept in ``batch_stats``. The power iteration is deterministic in (params, u), so with
     replicated parameters it stays identical on every device and needs no cross-device averaging; batch
@@ -82,6 +88,8 @@ class DCGANDiscriminator(nn.Module):
     widths: Sequence[int] | None = None
     batch_norm: bool = True
     spectral_norm: bool = False
+    virtual_batch_norm: int = 0
+    minibatch_discrimination: int = 0
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
@@ -96,12 +104,28 @@ class DCGANDiscriminator(nn.Module):
         if x.shape[1:] != (self.image_size, self.image_size, self.channels):
             raise ValueError(f"expected images [B, {self.image_size}, {self.image_size}, {self.channels}], "
                              f"got {x.shape}")
+        if self.virtual_batch_norm and self.batch_norm:
+            raise ValueError("virtual_batch_norm replaces batch norm: set batch_norm=False with it")
         widths = widths[::-1]
-        h = nn.leaky_relu(self._conv(x.astype(self.dtype), widths[0], 4, 2, 1, train), 0.2)
+        n_ref = self.virtual_batch_norm
+        h = x.astype(self.dtype)
+        if n_ref:
+            h = PrependReference(n_ref)(h)
+        h = nn.leaky_relu(self._conv(h, widths[0], 4, 2, 1, train), 0.2)
         for features in widths[1:]:
             h = self._conv(h, features, 4, 2, 1, train)
             if self.batch_norm:
                 h = _batch_norm(train, self.bn_axis_name, self.dtype)(h)
+            elif n_ref:
+                h = VirtualBatchNorm(n_ref, dtype=self.dtype)(h)
             h = nn.leaky_relu(h, 0.2)
-        scores = self._conv(h, 1, base, 1, 0, train).reshape(x.shape[0]).astype(jnp.float32)
+        h = h[n_ref:]
+        if self.minibatch_discrimination:
+            # Training sums over the global batch (all devices); inference over the batch given.
+            f = MinibatchDiscrimination(self.minibatch_discrimination, axis_name=self.bn_axis_name if train else None,
+                                        dtype=self.dtype)(h)
+            scores = nn.Dense(1, use_bias=False, kernel_init=DCGAN_INIT, dtype=self.dtype)(f)[:, 0]
+        else:
+            scores = self._conv(h, 1, base, 1, 0, train).reshape(x.shape[0])
+        scores = scores.astype(jnp.float32)
         return (scores, h) if return_features else scores
