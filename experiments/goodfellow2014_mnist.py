@@ -15,6 +15,8 @@ def get_config(variant: str = ""):
     c = image_config(variant or "mnist", "goodfellow2014", "Goodfellow et al. 2014, Table 1 (MNIST, Parzen)")
     c.batch_size = 100
     c.steps = 10_000
+    c.data.num_train = 50_000          # train[0:50000]; train[50000:60000] is the validation split
+    c.eval.parzen = True
     c.model.generator = dict(name="goodfellow", hidden=(1200, 1200), out_shape=(28, 28, 1))
     c.model.critic = dict(name="goodfellow", hidden=(240, 240), pieces=5, input_dropout=0.2, hidden_dropout=0.5)
     c.loss.name = "non_saturating"

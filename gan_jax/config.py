@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_every = 1000  # visualisations (scatter plots, image grids)
     c.parallel = "shard_map"
     c.ema_decay = 0.0      # EMA of the generator weights (0: the EMA equals the weights)
+    # num_train: mixtures draw that many points; image datasets use the first num_train training images.
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
                                             image_size=0))
     c.model = ml_collections.ConfigDict(dict(
@@ -44,7 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
                                              critic=ml_collections.ConfigDict(opt)))
-    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir=""))
+    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False))
     return c
 
 

@@ -39,19 +39,20 @@ def make_source(config: ml_collections.ConfigDict, split: str = "train"):
     from gan_jax import data as data_lib
     if d.name not in data_lib.DATASET_NAMES:
         raise ValueError(f"unknown dataset {d.name!r}; allowed: {sorted(mixtures.MIXTURES) + list(data_lib.DATASET_NAMES)}")
-    return _RenameImage(data_lib.make_image_source(d.name, d.data_dir or None, split,
-                                                   image_size=d.image_size or None,
-                                                   manual_dir=d.manual_dir or None))
+    source = data_lib.make_image_source(d.name, d.data_dir or None, split, image_size=d.image_size or None,
+                                        manual_dir=d.manual_dir or None)
+    return _RenameImage(source, min(len(source), d.num_train) if split == "train" else len(source))
 
 
 class _RenameImage:
-    """Image sources yield "image"; the train step reads "x"."""
+    """Image sources yield "image"; the train step reads "x". Training uses the first `size` examples
+    (config.data.num_train: Goodfellow et al. 2014 train on MNIST train[0:50000])."""
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, source, size: int):
+        self.source, self.size = source, size
 
     def __len__(self) -> int:
-        return len(self.source)
+        return self.size
 
     def __getitems__(self, idx) -> dict[str, np.ndarray]:
         out = self.source.__getitems__(idx)
@@ -211,8 +212,9 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
         samples = _samples(gan, state, config, config.eval.num_samples)
         stats = mode_statistics(samples, jnp.asarray(mix.means), mix.std)
         return {k: float(v) for k, v in stats.items()}
+    results = _parzen(gan, state, config) if config.eval.parzen else {}
     if not config.eval.classifier_dir:
-        return {}
+        return results
     from gan_jax.metrics import features, fid, inception_score
     net = features.lenet_features(config.eval.classifier_dir)
     n = config.eval.num_samples
@@ -225,12 +227,48 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     real_f, _ = features.extract(net, real)
     fake_f, fake_logits = features.extract(net, fake)
     score, _ = inception_score.inception_score(jax.nn.softmax(jnp.asarray(fake_logits)))
-    return {"fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))), "classifier_score": float(score)}
+    return {**results, "fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))),
+            "classifier_score": float(score)}
+
+
+def _parzen(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Goodfellow et al. 2014's Parzen log-likelihood of MNIST test images under 10,000 samples, and a
+    memorisation check: median distance of 1,000 samples to their nearest training image over the same
+    for 1,000 test images (≈ 1 for a generator that does not copy; → 0 for one that memorises)."""
+    from gan_jax.metrics import parzen
+    if config.data.name != "mnist":
+        raise ValueError(f"config.eval.parzen follows Goodfellow et al.'s MNIST protocol; dataset is {config.data.name!r}")
+    validation, test = parzen.mnist_parzen_points(config.data.data_dir or None, config.data.manual_dir or None)
+    n = parzen.NUM_SAMPLES
+    centres = np.concatenate([np.asarray(parzen.to_unit_interval(_samples(gan, state, config, 1000, offset=i)))
+                              for i in range(0, n, 1000)])
+    ll = parzen.parzen_evaluate(jnp.asarray(test), jnp.asarray(validation), jnp.asarray(centres))
+    train_src = make_source(config)
+    train_px = np.asarray(parzen.to_unit_interval(train_src.__getitems__(np.arange(len(train_src)))["x"]))
+    ratio = _nearest_distance(centres[:1000], train_px) / _nearest_distance(test[:1000], train_px)
+    return {"parzen_log_likelihood": ll["mean"], "parzen_std_err": ll["std_err"], "parzen_sigma": ll["sigma"],
+            "nn_distance_ratio": ratio}
+
+
+def _nearest_distance(points: np.ndarray, reference: np.ndarray, chunk: int = 10_000) -> float:
+    """Median over `points` of the Euclidean distance to the nearest row of `reference`."""
+    p = jnp.asarray(points)
+    best = jnp.full(p.shape[0], jnp.inf)
+    sq = jnp.sum(p * p, axis=1)
+    for i in range(0, reference.shape[0], chunk):
+        r = jnp.asarray(reference[i:i + chunk])
+        d2 = sq[:, None] - 2 * p @ r.T + jnp.sum(r * r, axis=1)[None, :]
+        best = jnp.minimum(best, jnp.min(d2, axis=1))
+    return float(jnp.median(jnp.sqrt(jnp.maximum(best, 0.0))))
 
 
 def _protocol(config: ml_collections.ConfigDict) -> str:
     if config.data.name in mixtures.MIXTURES:
         return f"{config.eval.num_samples} samples from the EMA generator; PacGAN's mode statistics"
+    if config.eval.parzen:
+        return ("Goodfellow et al. 2014 Parzen protocol: 10,000 samples, sigma from logspace(-1, 0, 10) on MNIST "
+                "train[50000:51000], 10,000 test images, pixels in [0, 1]; memorisation: 1,000 samples' vs 1,000 test "
+                "images' median nearest-training-image distance")
     if config.eval.classifier_dir:
         return (f"{config.eval.num_samples} samples vs the first {config.eval.num_samples} {config.data.name} test "
                 f"images; features and class probabilities of the classifier in {config.eval.classifier_dir}")

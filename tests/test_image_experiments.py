@@ -29,6 +29,7 @@ def small(config, data_dir: str):
     config.batch_size = 8
     config.checkpoint_every = config.log_every = config.sample_every = 1
     config.data.data_dir = data_dir
+    config.eval.parzen = False  # needs the full MNIST: tests/test_image_experiments.py::test_goodfellow_parzen_run
     for who in ("generator", "critic"):
         spec = config.model[who]
         for net in (spec, spec.get("base")):
@@ -80,3 +81,27 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     config.eval.num_samples = 10_000
     with pytest.raises(ValueError, match="config.eval.num_samples=10000 exceeds the 128 test images of mnist"):
         experiment.evaluate(experiment.train.build(config), None, config)
+
+
+def test_nearest_distance_detects_memorisation():
+    rng = np.random.default_rng(0)
+    train = rng.random((500, 16))
+    test = rng.random((50, 16))
+    assert experiment._nearest_distance(train[:50], train) < 1e-3   # copies of training images
+    ratio = experiment._nearest_distance(rng.random((50, 16)), train) / experiment._nearest_distance(test, train)
+    assert 0.7 < ratio < 1.4                                           # fresh samples from the same law
+
+
+@pytest.mark.slow
+def test_goodfellow_parzen_run(tmp_path):
+    """The Goodfellow 2014 experiment end to end on the full MNIST: 200 steps, Parzen + memorisation check."""
+    d = str(tmp_path / "tfds")
+    data.prepare("mnist", d)
+    config = importlib.import_module("experiments.goodfellow2014_mnist").get_config()
+    config.data.data_dir, config.steps, config.checkpoint_every = d, 200, 200
+    config.batch_size = 96  # divisible by the 8 test devices
+    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    assert set(results) == {"parzen_log_likelihood", "parzen_std_err", "parzen_sigma", "nn_distance_ratio"}
+    assert np.isfinite(results["parzen_log_likelihood"]) and results["parzen_log_likelihood"] < 242
+    assert results["parzen_sigma"] in [float(s) for s in np.logspace(-1, 0, 10)]
+    assert results["nn_distance_ratio"] > 0.5
