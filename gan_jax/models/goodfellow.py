@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.models.mlp import Maxout
+
 
 def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
     """pylearn2's `irange` init: weights i.i.d. U(−init_range, init_range)."""
@@ -70,7 +72,6 @@ class GoodfellowDiscriminator(nn.Module):
         init = symmetric_uniform(self.init_range)
         h = nn.Dropout(self.input_dropout, deterministic=not train)(x.reshape(x.shape[0], -1).astype(self.dtype))
         for width in self.hidden:
-            y = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype)(h)
-            h = jnp.max(y.reshape(*y.shape[:-1], width, self.pieces), axis=-1)
+            h = Maxout(width, self.pieces, kernel_init=init, dtype=self.dtype)(h)
             h = nn.Dropout(self.hidden_dropout, deterministic=not train)(h)
         return nn.Dense(1, kernel_init=init, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)

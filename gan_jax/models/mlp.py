@@ -39,11 +39,12 @@ class Maxout(nn.Module):
 
     features: int
     pieces: int
+    kernel_init: Any = DCGAN_INIT
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        y = nn.Dense(self.features * self.pieces, kernel_init=DCGAN_INIT, dtype=self.dtype)(x)
+        y = nn.Dense(self.features * self.pieces, kernel_init=self.kernel_init, dtype=self.dtype)(x)
         return jnp.max(y.reshape(*y.shape[:-1], self.features, self.pieces), axis=-1)
 
 
