@@ -30,7 +30,7 @@ def test_parameter_counts_and_inits(nets):
     assert _count(g_vars) == (100 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 784 + 784)
     assert _count(d_vars) == (784 * 1200 + 1200) + (240 * 1200 + 1200) + (240 + 1)
     for variables, r in ((g_vars, 0.05), (d_vars, 0.005)):
-        for layer in variables["params"].values():
+        for layer in _dense_layers(variables["params"]):
             w = np.asarray(layer["kernel"])
             assert np.abs(w).max() <= r and np.abs(w).max() > 0.95 * r  # U(-r, r), the yaml's irange
             np.testing.assert_allclose(w.std(), r / np.sqrt(3), rtol=0.1)
