@@ -1,10 +1,12 @@
 """Where gan_jax's train step spends its time: a jax.profiler trace, aggregated per compiled HLO op.
 
     python benchmarks/profile_step.py --config dcgan32:ns:64 [--precision f32] [--top 30] [--hlo out.txt]
+    python benchmarks/profile_step.py --plain_lax_conv     # the "before": layers as plain lax convolutions
 
 Prints the step's ops by total time with their HLO shape and source op_name (e.g.
 ``transpose(jvp(D))/Conv_1/dot_general`` is a critic convolution's backward matmul) and the
-share of matrix products (YNNPACK/oneDNN fusions, dots), convolutions and everything else.
+share of matrix products (YNNPACK/oneDNN fusions, dots), convolutions, random numbers (threefry
+runs as rolled while loops on CPU) and everything else.
 XLA:CPU runs independent ops concurrently on the two cores, so op times can sum to more than the step.
 """
 from __future__ import annotations
@@ -27,6 +29,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import ARCHS, make_config, parse_config  # noqa: E402
 
 from gan_jax import parallel, train  # noqa: E402
+from gan_jax.models import layers  # noqa: E402
+
+
+def use_plain_lax_convolutions() -> None:
+    """Swap gan_jax's layer functions for plain lax convolutions (same semantics, XLA's own gradients)."""
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv2d(x, kernel, strides=1, padding=0):
+        s = layers._pair(strides, "strides")
+        pads = layers._pads(padding, x.shape[1:3], kernel.shape[:2], s, allow_str=True)
+        return jax.lax.conv_general_dilated(x, kernel, s, pads, dimension_numbers=dn)
+
+    def conv_transpose2d(x, kernel, strides=1, padding=0):
+        s = layers._pair(strides, "strides")
+        pads = layers._pads(padding, x.shape[1:3], kernel.shape[:2], s, allow_str=False)
+        k = kernel.shape[:2]
+        return jax.lax.conv_transpose(x, kernel.swapaxes(2, 3), s, [(k[d] - 1 - pads[d][0], k[d] - 1 - pads[d][1])
+                                                                    for d in range(2)],
+                                      dimension_numbers=dn, transpose_kernel=True)
+
+    layers.conv2d, layers.conv_transpose2d = conv2d, conv_transpose2d
 
 
 def op_metadata(hlo_text: str) -> dict[str, tuple[str, str]]:
@@ -40,6 +63,8 @@ def op_metadata(hlo_text: str) -> dict[str, tuple[str, str]]:
 
 
 def category(name: str, op_name: str) -> str:
+    if name.startswith("call") or any(k in op_name for k in ("threefry", "random_bits", "erf_inv", "_normal")):
+        return "rng"
     if "ynn" in name or "onednn" in name or name.startswith("dot") or op_name.endswith("dot_general"):
         return "matmul"
     if "convolution" in name or op_name.endswith("conv_general_dilated"):
@@ -54,7 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--hlo", help="write the compiled HLO text here")
+    p.add_argument("--plain_lax_conv", action="store_true",
+                   help="profile with plain lax convolutions in the layers (the slow 'before' state)")
     a = p.parse_args(argv)
+    if a.plain_lax_conv:
+        use_plain_lax_convolutions()
     arch, loss, batch = parse_config(a.config)
     cfg = make_config(arch, loss, batch, a.precision)
     size, channels, _ = ARCHS[arch]
@@ -88,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     shares = collections.Counter()
     for name, ms in per_op.items():
         shares[category(name, meta[name][1])] += ms
-    print(f"{a.config} {a.precision}: op time {sum(per_op.values()):.1f} ms/step; "
+    label = " (plain lax convolutions)" if a.plain_lax_conv else ""
+    print(f"{a.config} {a.precision}{label}: op time {sum(per_op.values()):.1f} ms/step; "
           + ", ".join(f"{k} {v:.1f} ms" for k, v in shares.most_common()))
     for name, ms in per_op.most_common(a.top):
         shape, op_name = meta[name]
