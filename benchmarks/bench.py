@@ -36,6 +36,15 @@ GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
 PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
 TORCH_PRECISION = {"f32": "fp32", "bf16": "bf16"}
 DEFAULT_TORCH_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_reference.py")
+_COMPILES = [0]  # XLA backend compilations so far in this process
+
+
+def _count_compiles(event: str, duration: float, **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 
 def make_config(arch: str, loss: str, batch: int, precision: str):
@@ -93,6 +102,7 @@ def bench_gan_jax(arch: str, loss: str, batch: int, precision: str, steps: int, 
     for _ in range(warmup):
         state, metrics = step(state, batch_x)
     jax.block_until_ready((state, metrics))
+    compiles_before = _COMPILES[0]
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -110,7 +120,8 @@ def bench_gan_jax(arch: str, loss: str, batch: int, precision: str, steps: int, 
             "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
             "g_steps_per_s": round(1 / sec, 3), "images_per_s": round(batch * (n_critic + 1) / sec, 1),
             "compile_s": round(compile_s, 2), "flops_per_step": flops,
-            "achieved_tflops": round(flops / sec / 1e12, 4), "step_ms_repeats": [round(t * 1e3, 1) for t in times]}
+            "achieved_tflops": round(flops / sec / 1e12, 4), "step_ms_repeats": [round(t * 1e3, 1) for t in times],
+            "compiles_while_timed": _COMPILES[0] - compiles_before, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def bench_torch(reference: str, arch: str, loss: str, batch: int, precision: str, steps: int,
@@ -121,7 +132,8 @@ def bench_torch(reference: str, arch: str, loss: str, batch: int, precision: str
     spec.loader.exec_module(module)
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return module.run(arch, loss, batch, TORCH_PRECISION[precision], False, steps, warmup, device)
+    row = module.run(arch, loss, batch, TORCH_PRECISION[precision], False, steps, warmup, device)
+    return {**row, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def parse_config(text: str) -> tuple[str, str, int]:
@@ -141,13 +153,14 @@ def table(rows: list[dict]) -> str:
     ours = {(r["arch"], r["loss"], r["batch"], r["precision"]): r for r in rows if r.get("impl") == "gan_jax"}
     theirs = {(r["arch"], r["loss"], r["batch"], {"fp32": "f32"}.get(r["precision"], r["precision"])): r
               for r in rows if str(r.get("impl", "")).startswith("torch")}
-    lines = ["| config | precision | gan_jax steps/s | torch eager steps/s | ratio | gan_jax TFLOP/s | compile s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| config | precision | gan_jax steps/s | torch eager steps/s | ratio | gan_jax TFLOP/s | compile s | "
+             "load (ours / torch) |", "|---|---|---|---|---|---|---|---|"]
     for key, r in ours.items():
         t = theirs.get(key, {}).get("g_steps_per_s")
         ratio = f"{r['g_steps_per_s'] / t:.2f}x" if t else "-"
+        load = f"{r['load_avg_1m']:.1f} / {theirs[key]['load_avg_1m']:.1f}" if t else f"{r['load_avg_1m']:.1f}"
         lines.append(f"| {key[0]} {key[1]} b{key[2]} | {key[3]} | {r['g_steps_per_s']:.2f} | {t if t else '-'} | "
-                     f"{ratio} | {r['achieved_tflops']:.3f} | {r['compile_s']:.1f} |")
+                     f"{ratio} | {r['achieved_tflops']:.3f} | {r['compile_s']:.1f} | {load} |")
     return "\n".join(lines)
 
 
