@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.ema_decay = 0.0      # EMA of the generator weights (0: the EMA equals the weights)
     # num_train: mixtures draw that many points; image datasets use the first num_train training images.
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
-                                            image_size=0))
+                                            image_size=0, train_split="train"))
     c.model = ml_collections.ConfigDict(dict(
         latent_dim=2, dtype="float32", pack=1, num_classes=0,
         generator=ml_collections.ConfigDict(dict(name="mlp")),

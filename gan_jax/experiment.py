@@ -39,8 +39,8 @@ def make_source(config: ml_collections.ConfigDict, split: str = "train"):
     from gan_jax import data as data_lib
     if d.name not in data_lib.DATASET_NAMES:
         raise ValueError(f"unknown dataset {d.name!r}; allowed: {sorted(mixtures.MIXTURES) + list(data_lib.DATASET_NAMES)}")
-    source = data_lib.make_image_source(d.name, d.data_dir or None, split, image_size=d.image_size or None,
-                                        manual_dir=d.manual_dir or None)
+    source = data_lib.make_image_source(d.name, d.data_dir or None, d.train_split if split == "train" else split,
+                                        image_size=d.image_size or None, manual_dir=d.manual_dir or None)
     return _RenameImage(source, min(len(source), d.num_train) if split == "train" else len(source))
 
 
@@ -90,9 +90,11 @@ def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None) -
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Train (or resume) the experiment `config` in `workdir`; returns the final evaluation."""
-    mesh = parallel.make_mesh()
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None
+                       ) -> dict[str, float]:
+    """Train (or resume) the experiment `config` in `workdir` on `devices` (default: all); returns the
+    final evaluation."""
+    mesh = parallel.make_mesh(devices)
     config_lib.validate(config, num_devices=mesh.size)
     is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
@@ -218,6 +220,8 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     from gan_jax.metrics import features, fid, inception_score
     net = features.lenet_features(config.eval.classifier_dir)
     n = config.eval.num_samples
+    if config.data.name == "stacked_mnist":
+        return {**results, **_stacked_mnist_modes(gan, state, config, net)}
     test = make_source(config, "test")
     if len(test) < n:
         raise ValueError(f"config.eval.num_samples={n} exceeds the {len(test)} test images of {config.data.name}")
@@ -229,6 +233,17 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     score, _ = inception_score.inception_score(jax.nn.softmax(jnp.asarray(fake_logits)))
     return {**results, "fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))),
             "classifier_score": float(score)}
+
+
+def _stacked_mnist_modes(gan, state, config, net) -> dict[str, float]:
+    """Modes (of 1000) and KL(generated triples || uniform) of eval.num_samples samples, each channel
+    read by the classifier (VEEGAN / PacGAN protocol: 26,000 samples)."""
+    from gan_jax.metrics.stacked_mnist import stacked_mnist_modes
+    n = config.eval.num_samples
+    fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
+                           for i in range(0, n, 1000)])
+    stats = stacked_mnist_modes(fake, lambda x: net.apply_fn(x)[1])
+    return {"modes": float(stats["modes"]), "kl": stats["kl"]}
 
 
 def _parzen(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -269,6 +284,9 @@ def _protocol(config: ml_collections.ConfigDict) -> str:
         return ("Goodfellow et al. 2014 Parzen protocol: 10,000 samples, sigma from logspace(-1, 0, 10) on MNIST "
                 "train[50000:51000], 10,000 test images, pixels in [0, 1]; memorisation: 1,000 samples' vs 1,000 test "
                 "images' median nearest-training-image distance")
+    if config.eval.classifier_dir and config.data.name == "stacked_mnist":
+        return (f"{config.eval.num_samples} samples, each channel classified by {config.eval.classifier_dir}; "
+                "modes = distinct digit triples of 1000, KL(generated triples || uniform)")
     if config.eval.classifier_dir:
         return (f"{config.eval.num_samples} samples vs the first {config.eval.num_samples} {config.data.name} test "
                 f"images; features and class probabilities of the classifier in {config.eval.classifier_dir}")

@@ -4,12 +4,14 @@ import importlib
 import json
 import os
 
+import jax
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 from gan_jax import data, experiment
 
+ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_CONFIGS = sorted(
     os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
@@ -42,15 +44,16 @@ def small(config, data_dir: str):
 
 def test_every_image_config_is_tested():
     assert {"dcgan_mnist", "dcgan_fashion_mnist", "wgan_mnist", "wgan_gp_mnist", "lsgan_mnist",
-            "hinge_sn_mnist", "rasgan_mnist", "cgan_mnist", "acgan_mnist", "goodfellow2014_mnist"} <= set(IMAGE_CONFIGS)
+            "hinge_sn_mnist", "rasgan_mnist", "cgan_mnist", "acgan_mnist", "goodfellow2014_mnist",
+            "stacked_mnist"} <= set(IMAGE_CONFIGS)
 
 
-@pytest.mark.parametrize("name", IMAGE_CONFIGS + ["acgan_mnist:fake_class"])
+@pytest.mark.parametrize("name", IMAGE_CONFIGS + ["acgan_mnist:fake_class", "stacked_mnist:pacdcgan2"])
 def test_one_training_step(name, data_dir, tmp_path):
     name, _, variant = name.partition(":")
     config = small(importlib.import_module(f"experiments.{name}").get_config(variant), data_dir)
     assert config.paper, f"experiments/{name}.py must name the paper it follows"
-    experiment.train_and_evaluate(config, str(tmp_path))
+    experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     grid = np.asarray(Image.open(os.path.join(tmp_path, "samples", "step_0000001.png")))
     rows = config.model.num_classes or 8  # class-conditional grids: one row per class
     assert grid.shape == (rows * 29 + 1, rows * 29 + 1, 3)
@@ -72,7 +75,7 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     config = small(importlib.import_module("experiments.dcgan_mnist").get_config(), data_dir)
     config.eval.classifier_dir = str(tmp_path / "clf")
     config.eval.num_samples = 40
-    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    results = experiment.train_and_evaluate(config, str(tmp_path / "run"), devices=ONE_DEVICE)
     assert set(results) == {"fid", "classifier_score"}
     assert results["fid"] > 0 and 1.0 <= results["classifier_score"] <= 10.0
     with open(tmp_path / "run" / "eval.json") as f:
@@ -81,6 +84,12 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     config.eval.num_samples = 10_000
     with pytest.raises(ValueError, match="config.eval.num_samples=10000 exceeds the 128 test images of mnist"):
         experiment.evaluate(experiment.train.build(config), None, config)
+
+    stacked = small(importlib.import_module("experiments.stacked_mnist").get_config("pacdcgan2"), data_dir)
+    stacked.eval.classifier_dir, stacked.eval.num_samples = str(tmp_path / "clf"), 40
+    results = experiment.train_and_evaluate(stacked, str(tmp_path / "stacked"), devices=ONE_DEVICE)
+    assert set(results) == {"modes", "kl"} and 1 <= results["modes"] <= 40
+    assert np.log(1000 / 40) - 1e-6 <= results["kl"] <= np.log(1000) + 1e-6  # 40 samples hit at most 40 modes
 
 
 def test_nearest_distance_detects_memorisation():
@@ -99,8 +108,7 @@ def test_goodfellow_parzen_run(tmp_path):
     data.prepare("mnist", d)
     config = importlib.import_module("experiments.goodfellow2014_mnist").get_config()
     config.data.data_dir, config.steps, config.checkpoint_every = d, 200, 200
-    config.batch_size = 96  # divisible by the 8 test devices
-    results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    results = experiment.train_and_evaluate(config, str(tmp_path / "run"), devices=ONE_DEVICE)
     assert set(results) == {"parzen_log_likelihood", "parzen_std_err", "parzen_sigma", "nn_distance_ratio"}
     assert np.isfinite(results["parzen_log_likelihood"]) and results["parzen_log_likelihood"] < 242
     assert results["parzen_sigma"] in [float(s) for s in np.logspace(-1, 0, 10)]

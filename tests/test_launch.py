@@ -13,6 +13,7 @@ import pytest
 from gan_jax import checkpoint, experiment, train
 from tests.helpers import max_abs_diff, tiny_config
 
+ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The PacGAN ring nets at full size (≈ 20 ms a step), so that a kill lands mid-run.
 RING = [sys.executable, os.path.join(ROOT, "launch.py"), "--config", os.path.join(ROOT, "experiments/mixture_ring.py"),
@@ -121,7 +122,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config("gan", **{"loss.name": "wasserstein", "optim.critic": dict(name="sgd", learning_rate=1e5),
                                    "steps": 50, "checkpoint_every": 1, "batch_size": 8})
     with pytest.raises(experiment.NonFiniteLossError, match=r"non-finite [a-z_, ]*loss[a-z_, ]* at step \d+") as e:
-        experiment.train_and_evaluate(config, str(tmp_path))
+        experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     bad_step = int(str(e.value).split(" at step ")[1].split(" ")[0])
     gan = train.build(config)
     abstract = jax.eval_shape(lambda k: train.init_state(gan, k, (2,)), jax.random.key(0))
@@ -134,13 +135,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_workdir_of_another_config_is_refused(tmp_path):
     config = tiny_config("gan", steps=2)
-    experiment.train_and_evaluate(config, str(tmp_path))
+    experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     longer = tiny_config("gan", steps=4)      # more steps: a resumption, allowed
-    experiment.train_and_evaluate(longer, str(tmp_path))
+    experiment.train_and_evaluate(longer, str(tmp_path), devices=ONE_DEVICE)
     other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):
-        experiment.train_and_evaluate(other, str(tmp_path))
+        experiment.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
 
 
 @pytest.mark.parametrize("flag,message", [
