@@ -39,7 +39,9 @@ def mixture_config(dataset: str, variant: str, paper: str):
     c.optim.critic = dict(adam)
     c.loss.name = "non_saturating"
     if variant.startswith("pacgan"):
+        # PacGAN's batch of 100 counts packed examples: the critic sees 100 packs of m samples.
         c.model.pack = int(variant[-1])
+        c.batch_size = 100 * c.model.pack
     elif variant == "wgan_gp":
         c.loss.name = "wasserstein"
         c.loss.n_critic = 5

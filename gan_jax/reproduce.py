@@ -3,7 +3,8 @@
     python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--steps N] [--methods GAN,PacGAN2]
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
-as launch.py; a run whose eval.json is complete is loaded, not retrained. The Markdown table (also
+as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
+directory of another config is refused. The Markdown table (also
 written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds.
 """
 from __future__ import annotations
@@ -50,12 +51,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             config.seed = seed
             if steps is not None:
                 config.steps = steps
-            run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
-            done = os.path.join(run_dir, "eval.json")
-            if os.path.exists(done) and json.load(open(done)).get("step") == config.steps:
-                ev = json.load(open(done))
-            else:
-                ev = experiment.train_and_evaluate(config, run_dir)
+            ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
     return {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
 

@@ -47,7 +47,7 @@ def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| GAN |" in p.stdout and "| PacGAN2 |" in p.stdout and "17.3 ± 0.8" in p.stdout
     assert (tmp_path / "mixture_grid.md").read_text().startswith("**Lin et al. 2018 (PacGAN), Table 1, 2D-grid**")
-    # A second call loads the finished runs instead of training them again.
+    # A second call resumes the finished runs (no new training) and prints the same table.
     p2 = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     table = lambda out: out[out.index("**Lin"):out.index("Machine:")]  # noqa: E731
     assert p2.returncode == 0 and table(p2.stdout) == table(p.stdout)
