@@ -3,19 +3,20 @@
 Inside a full GAN step, XLA:CPU lowers the weight gradient of a plainly written strided
 convolution with the batch as the contracted feature axis (``dim_labels=f01b_i01o->01bf``),
 ~1 s per call at DCGAN sizes, so a plain jitted DCGAN step ran 18x slower than PyTorch eager.
-Here each convolution is a ``jax.custom_vjp`` whose rules never ask XLA for that convolution:
+Here a convolution is a ``jax.custom_vjp`` op whose rules never ask XLA for that convolution:
 
-* forward: ``lax.conv_general_dilated`` (XLA:CPU runs these well, via YNNPACK);
-* input gradient: the adjoint convolution (an lhs-dilated correlation with the flipped,
-  in/out-swapped kernel), itself a custom-VJP op, so that higher derivatives stay on these rules;
-* weight gradient: one batch-major GEMM, ``g^T @ im2col(x)``, with the im2col taken on the
-  space-to-depth grid (a stride-s k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the
-  s x s-blocked input: ceil(k/s)^2 contiguous windows instead of k^2 strided ones).
+* forward: one GEMM ``im2col(x) @ K`` with the im2col taken on the space-to-depth grid (a stride-s
+  k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the s x s-blocked input:
+  ceil(k/s)^2 contiguous windows instead of k^2 strided ones);
+* weight gradient: one batch-major GEMM ``g^T @ im2col(x)`` on the same patches;
+* input gradient: the adjoint convolution, ``lax.conv_general_dilated`` with lhs dilation and the
+  flipped, in/out-swapped kernel (XLA:CPU runs it well), itself a custom-VJP op whose rules are
+  the convolution op and the weight-gradient GEMM, so second derivatives (WGAN-GP) stay on these rules.
 
 ``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics) is the adjoint op applied to its
-input, so both layers share the same three rules. The rules call each other, so grad-of-grad
-(WGAN-GP) runs on them too; the tests check values, gradients and second derivatives against
-``lax.conv_general_dilated`` / ``lax.conv_transpose``.
+input. When k is not a multiple of s the kernel is zero-padded to the next multiple (exact; DCGAN's
+4x4/stride-2 layers waste nothing). The tests check values, gradients and second derivatives
+against ``lax.conv_general_dilated`` / ``lax.conv_transpose``.
 """
 from __future__ import annotations
 
@@ -70,16 +71,14 @@ def _conv_geometry(x: Array, kernel: Array, strides, padding, allow_str: bool = 
     return s, _pads(padding, (h, w), (kh, kw), s, allow_str)
 
 
-def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads) -> Array:
-    """dW[a,b,c,o] = sum_{n,i,j} xpad[n, s_h i + a, s_w j + b, c] g[n,i,j,o]: one batch-major GEMM.
+def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads,
+            out_hw: tuple[int, int]) -> Array:
+    """Patches [B*Ho*Wo, th*tw*s_h*s_w*C] of the space-to-depth input, columns ordered (d, e, r, q, c).
 
-    The space-to-depth im2col of x (ceil(k/s)^2 contiguous windows of the s x s-blocked input) is
-    contracted with g over (n, i, j), producing [O, K] (the small output-channel dimension leading,
-    the form YNNPACK runs fast); the optimisation barrier keeps XLA from folding the transpose back
-    into the product.
+    Tap a = s*d + r: a stride-s k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the
+    s x s-blocked input, so the im2col is ceil(k/s)^2 contiguous windows, not k^2 strided ones.
     """
-    (b, h, w, c), (_, ho, wo, co) = x.shape, g.shape
-    (kh, kw), (sh, sw) = kernel_hw, s
+    (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x.shape, kernel_hw, s, out_hw
     th, tw = -(-kh // sh), -(-kw // sw)
     hs, ws = ho + th - 1, wo + tw - 1  # coarse rows/cols the windows read
     # lax.pad with a negative high pad crops rows that no output reads.
@@ -88,14 +87,40 @@ def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[in
     xs = xp.reshape(b, hs, sh, ws, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
     cols = [xs[:, d:d + ho, e:e + wo] for d in range(th) for e in range(tw)]
     patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
-    dw = lax.dot_general(g.reshape(-1, co), patches.reshape(b * ho * wo, -1), (((0,), (0,)), ((), ())))
+    return patches.reshape(b * ho * wo, -1)
+
+
+def _coarse_kernel(kernel: Array, s: tuple[int, int]) -> Array:
+    """Kernel [kh, kw, I, O] -> [th*tw*s_h*s_w*I, O] in _im2col's column order (zero-padded to th*s_h)."""
+    (kh, kw, ci, co), (sh, sw) = kernel.shape, s
+    th, tw = -(-kh // sh), -(-kw // sw)
+    k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
+    return k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5).reshape(-1, co)
+
+
+def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads) -> Array:
+    """dW[a,b,c,o] = sum_{n,i,j} xpad[n, s_h i + a, s_w j + b, c] g[n,i,j,o]: one batch-major GEMM.
+
+    g^T @ im2col(x) gives [O, K] (the small output-channel dimension leading, the form YNNPACK runs
+    fast); the optimisation barrier keeps XLA from folding the transpose back into the product. The
+    im2col is the forward's (XLA's CSE merges the two).
+    """
+    (_, _, _, c), (b, ho, wo, co) = x.shape, g.shape
+    (kh, kw), (sh, sw) = kernel_hw, s
+    th, tw = -(-kh // sh), -(-kw // sw)
+    patches = _im2col(x, kernel_hw, s, pads, (ho, wo))
+    dw = lax.dot_general(g.reshape(-1, co), patches, (((0,), (0,)), ((), ())))
     dw = lax.optimization_barrier(dw).reshape(co, th, tw, sh, sw, c)
     return dw.transpose(1, 3, 2, 4, 5, 0).reshape(th * sh, tw * sw, c, co)[:kh, :kw]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_op(x: Array, kernel: Array, s: tuple[int, int], pads: Pads) -> Array:
-    return lax.conv_general_dilated(x, kernel, s, pads, dimension_numbers=DN)
+    """The convolution as im2col GEMM (its patches are reused by the weight gradient)."""
+    (b, h, w, _), (kh, kw, _, co) = x.shape, kernel.shape
+    ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip((h, w), pads, (kh, kw), s)]
+    y = _im2col(x, (kh, kw), s, pads, (ho, wo)) @ _coarse_kernel(kernel, s)
+    return y.reshape(b, ho, wo, co)
 
 
 def _conv_op_fwd(x, kernel, s, pads):
@@ -140,7 +165,7 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     """y[n,i,j,o] = sum_{a,b,c} xpad[n, s_h i + a, s_w j + b, c] kernel[a,b,c,o].
 
     Equals ``lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=('NHWC',
-    'HWIO', 'NHWC'))``, with the weight gradient as a batch-major GEMM. x: [B, H, W, I];
+    'HWIO', 'NHWC'))``, computed as im2col GEMMs (see the module docstring). x: [B, H, W, I];
     kernel: [kh, kw, I, O]; padding as in ``nn.Conv`` ('SAME', 'VALID', int, two ints, two pairs).
     """
     s, pads = _conv_geometry(x, kernel, strides, padding)
