@@ -7,8 +7,10 @@
 One step = n_critic critic updates + one generator update (torch_reference.py's definition), run as
 `parallel.parallelize(train.make_train_step(gan))`: one compiled program, state buffers donated, the
 n_critic loop inside it, the real batch already on the devices, metrics fetched once per repeat.
-Prints one JSON line per (configuration, precision, implementation); with --torch also
-`shared/bench/torch_reference.py`'s `run()` and a table of steps/s and ratios. FLOPs per step are
+With --torch, `shared/bench/torch_reference.py`'s own step (`make_step`, eager) runs in the same
+process, and the timed repeats of all implementations of a configuration alternate (ours, theirs,
+ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats.
+Prints one JSON line per (configuration, precision, implementation), then a table of steps/s and ratios. FLOPs per step are
 counted analytically (benchmarks/flops.py, equal to torch's FlopCounterMode on the same step);
 XLA's cost analysis is not used (on GPU it leaves out cuDNN convolutions).
 """
@@ -21,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -76,64 +79,95 @@ def make_config(arch: str, loss: str, batch: int, precision: str):
     return c
 
 
-def bench_gan_jax(arch: str, loss: str, batch: int, precision: str, steps: int, warmup: int,
-                  repeats: int, seed: int = 0) -> dict:
-    """Time gan_jax's data-parallel train step; median seconds per step over `repeats`."""
+class Runner:
+    """One implementation's step, compiled and warmed up: `run(n)` runs n steps and waits for them."""
+
+    def __init__(self, row: dict, run: Callable[[int], None], check: Callable[[], None] = lambda: None):
+        self.row, self.run, self.check, self.times = row, run, check, []
+
+    def time(self, steps: int) -> None:
+        t0 = time.perf_counter()
+        self.run(steps)
+        self.times.append((time.perf_counter() - t0) / steps)
+
+    def result(self) -> dict:
+        self.check()
+        sec = statistics.median(self.times)
+        arch, loss, batch = self.row["arch"], self.row["loss"], self.row["batch"]
+        flops = step_flops(arch, loss, batch)
+        return {**self.row, "g_steps_per_s": round(1 / sec, 3),
+                "images_per_s": round(batch * (N_CRITIC[loss] + 1) / sec, 1), "flops_per_step": flops,
+                "achieved_tflops": round(flops / sec / 1e12, 4),
+                "step_ms_repeats": [round(t * 1e3, 1) for t in self.times], "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int, seed: int = 0) -> Runner:
+    """gan_jax's data-parallel train step (launch.py's), compiled (timed) and warmed up."""
     cfg = make_config(arch, loss, batch, precision)
     size, channels, _ = ARCHS[arch]
-    n_critic = cfg.loss.n_critic
     gan = train.build(cfg)
     mesh = parallel.make_mesh()
     step = parallel.parallelize(train.make_train_step(gan), cfg.parallel, mesh)
     data_shape = (size, size, channels)
     state = jax.jit(lambda k: train.init_state(gan, k, data_shape),
                     out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
-    state = step.put_state(state)
+    box = {"state": step.put_state(state)}
     rng = np.random.default_rng(seed)
-    batch_x = step.put_batch({"x": rng.uniform(-1, 1, (n_critic, batch, *data_shape)).astype(np.float32)})
-    jax.block_until_ready((state, batch_x))
+    batch_x = step.put_batch({"x": rng.uniform(-1, 1, (cfg.loss.n_critic, batch, *data_shape)).astype(np.float32)})
+    jax.block_until_ready((box["state"], batch_x))
+    # Multi-device CPU collectives deadlock with > 16 steps in flight (ENVIRONMENT.md): sync every <= 8.
+    chunk = 8 if mesh.size > 1 else 1 << 30
+
+    def run(n: int) -> None:
+        for i in range(n):
+            box["state"], box["metrics"] = step(box["state"], batch_x)
+            if (i + 1) % chunk == 0:
+                jax.block_until_ready(box["metrics"])
+        box["metrics"] = jax.device_get(box["metrics"])  # metrics fetched once per repeat
 
     t0 = time.perf_counter()
-    state, metrics = step(state, batch_x)
-    jax.block_until_ready((state, metrics))
+    run(1)
     compile_s = time.perf_counter() - t0
-    # Multi-device CPU collectives deadlock with > 16 steps in flight (ENVIRONMENT.md): sync every <= 8.
-    chunk = min(steps, 8) if mesh.size > 1 else steps
-    for _ in range(warmup):
-        state, metrics = step(state, batch_x)
-    jax.block_until_ready((state, metrics))
+    run(warmup)
     compiles_before = _COMPILES[0]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(steps):
-            state, metrics = step(state, batch_x)
-            if (i + 1) % chunk == 0:
-                jax.block_until_ready(metrics)
-        metrics = jax.device_get(metrics)
-        times.append((time.perf_counter() - t0) / steps)
-    if not bool(metrics["finite"]):
-        raise FloatingPointError(f"non-finite values after benchmarking {arch} {loss} {precision}: {metrics}")
-    sec = statistics.median(times)
-    flops = step_flops(arch, loss, batch)
-    return {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
-            "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
-            "g_steps_per_s": round(1 / sec, 3), "images_per_s": round(batch * (n_critic + 1) / sec, 1),
-            "compile_s": round(compile_s, 2), "flops_per_step": flops,
-            "achieved_tflops": round(flops / sec / 1e12, 4), "step_ms_repeats": [round(t * 1e3, 1) for t in times],
-            "compiles_while_timed": _COMPILES[0] - compiles_before, "load_avg_1m": round(os.getloadavg()[0], 2)}
+    row = {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
+           "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
+           "compile_s": round(compile_s, 2)}
+
+    def check() -> None:
+        row["compiles_while_timed"] = _COMPILES[0] - compiles_before
+        if not bool(box["metrics"]["finite"]):
+            raise FloatingPointError(f"non-finite values after benchmarking {arch} {loss} {precision}: {box['metrics']}")
+    return Runner(row, run, check)
 
 
-def bench_torch(reference: str, arch: str, loss: str, batch: int, precision: str, steps: int,
-                warmup: int) -> dict:
-    """torch_reference.run() (eager) in this process; its own median of 3 repeats."""
+def torch_runner(reference: str, arch: str, loss: str, batch: int, precision: str, warmup: int) -> Runner:
+    """torch_reference.py's own step (`make_step`, eager), its real batches, warmed up like its `run()`."""
     spec = importlib.util.spec_from_file_location("torch_reference", reference)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    row = module.run(arch, loss, batch, TORCH_PRECISION[precision], False, steps, warmup, device)
-    return {**row, "load_avg_1m": round(os.getloadavg()[0], 2)}
+    tp = TORCH_PRECISION[precision]
+    torch.backends.cuda.matmul.allow_tf32 = tp == "tf32"
+    torch.backends.cudnn.allow_tf32 = tp == "tf32"
+    torch.backends.cudnn.benchmark = True
+    size, channels, _ = ARCHS[arch]
+    step, n_critic = module.make_step(arch, loss, batch, device, tp)
+    reals = [torch.rand(batch, channels, size, size, device=device) * 2 - 1 for _ in range(n_critic + 1)]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            step(reals)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    run(1 + warmup)
+    row = {"impl": "torch-eager", "torch": torch.__version__,
+           "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": torch.get_num_threads(),
+           "arch": arch, "loss": loss, "batch": batch, "precision": tp, "warmup_s": round(time.perf_counter() - t0, 2)}
+    return Runner(row, run)
 
 
 def parse_config(text: str) -> tuple[str, str, int]:
@@ -166,13 +200,13 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gpu", action="store_true", help="GPU mode: adds dcgan64:ns:128, 50 steps x 3 (torch's own)")
+    p.add_argument("--gpu", action="store_true", help="GPU mode: adds dcgan64:ns:128; 50 steps per repeat, 10 warm-up")
     p.add_argument("--configs", nargs="+", help="ARCH:LOSS:BATCH entries (default: the CPU or GPU set)")
     p.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=sorted(PRECISIONS))
     p.add_argument("--steps", type=int, help="timed steps per repeat (default: CPU 10 ns / 4 n_critic=5; GPU 50)")
     p.add_argument("--warmup", type=int, help="untimed steps after the first (default: CPU 2, GPU 10)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--torch", action="store_true", help="also run torch_reference.run() and print ratios")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation (median reported)")
+    p.add_argument("--torch", action="store_true", help="also time torch_reference.py's step, interleaved with ours, and print ratios")
     p.add_argument("--torch_reference", default=DEFAULT_TORCH_REFERENCE)
     p.add_argument("--json", help="append the JSON lines to this file")
     a = p.parse_args(argv)
@@ -193,17 +227,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         steps = a.steps or (50 if a.gpu else (10 if N_CRITIC[loss] == 1 else 4))
         return steps, (a.warmup if a.warmup is not None else (10 if a.gpu else 2))
 
+    # torch_reference autocasts to bf16 on CUDA only: on CPU its bf16 row would be f32 again.
+    torch_precisions = a.precisions if a.gpu else [q for q in a.precisions if q == "f32"]
     for arch, loss, batch in configs:
-        for precision in a.precisions:
-            steps, warmup = counts(loss)
-            emit(bench_gan_jax(arch, loss, batch, precision, steps, warmup, a.repeats))
+        steps, warmup = counts(loss)
+        runners = [gan_jax_runner(arch, loss, batch, q, warmup) for q in a.precisions]
+        if a.torch:
+            runners += [torch_runner(a.torch_reference, arch, loss, batch, q, warmup) for q in torch_precisions]
+        # Repeats alternate between the implementations, so that both see the same machine load.
+        for _ in range(a.repeats):
+            for r in runners:
+                r.time(steps)
+        for r in runners:
+            emit(r.result())
     if a.torch:
-        # torch_reference autocasts to bf16 on CUDA only: on CPU its bf16 row would be f32 again.
-        torch_precisions = a.precisions if a.gpu else [q for q in a.precisions if q == "f32"]
-        for arch, loss, batch in configs:
-            for precision in torch_precisions:
-                steps, warmup = counts(loss)
-                emit(bench_torch(a.torch_reference, arch, loss, batch, precision, steps, warmup))
         print(table(rows), flush=True)
     return rows
 
