@@ -90,16 +90,19 @@ def build(config: ml_collections.ConfigDict) -> Translator:
 
 def init_state(t: Translator, key: Array, image_shape: tuple[int, int, int]) -> TranslationState:
     """Fresh state for images [H, W, 1]; pix2pix's D sees (input, output) concatenated on channels."""
-    kg, kf, kx, ky, run = jax.random.split(key, 5)
-    x = jnp.zeros((1, *image_shape))
-    init_g = lambda k: t.generator.init({"params": k, "dropout": k}, x)["params"]
-    if t.kind == "pix2pix":
-        gp = init_g(kg)
-        dp = t.discriminator.init(kx, jnp.concatenate([x, x], axis=-1))["params"]
-    else:
-        gp = {"g": init_g(kg), "f": init_g(kf)}
-        dp = {"x": t.discriminator.init(kx, x)["params"], "y": t.discriminator.init(ky, x)["params"]}
-    return TranslationState(jnp.zeros((), jnp.int32), run, _player(gp, t.g_tx), _player(dp, t.d_tx))
+    @jax.jit  # one compiled program: op-by-op initialisation compiles every random draw separately
+    def init(key):
+        kg, kf, kx, ky, run = jax.random.split(key, 5)
+        x = jnp.zeros((1, *image_shape))
+        init_g = lambda k: t.generator.init({"params": k, "dropout": k}, x)["params"]
+        if t.kind == "pix2pix":
+            gp = init_g(kg)
+            dp = t.discriminator.init(kx, jnp.concatenate([x, x], axis=-1))["params"]
+        else:
+            gp = {"g": init_g(kg), "f": init_g(kf)}
+            dp = {"x": t.discriminator.init(kx, x)["params"], "y": t.discriminator.init(ky, x)["params"]}
+        return TranslationState(jnp.zeros((), jnp.int32), run, _player(gp, t.g_tx), _player(dp, t.d_tx))
+    return init(key)
 
 
 def translate(t: Translator, params: Any, x: Array, key: Array) -> Array:

@@ -103,9 +103,12 @@ def build(config: ml_collections.ConfigDict):
 
 
 def init_state(model: VAE, tx, key: Array) -> VAEState:
-    init_key, run = jax.random.split(key)
-    params = model.init(init_key, jnp.zeros((1, 28, 28, 1)), init_key)["params"]
-    return VAEState(jnp.zeros((), jnp.int32), run, Player(params, tx.init(params)))
+    @jax.jit  # one compiled program: op-by-op initialisation compiles every random draw separately
+    def init(key):
+        init_key, run = jax.random.split(key)
+        params = model.init(init_key, jnp.zeros((1, 28, 28, 1)), init_key)["params"]
+        return VAEState(jnp.zeros((), jnp.int32), run, Player(params, tx.init(params)))
+    return init(key)
 
 
 def make_train_step(model: VAE, tx) -> Callable[[VAEState, dict[str, Array]], tuple[VAEState, dict[str, Array]]]:

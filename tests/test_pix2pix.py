@@ -19,7 +19,7 @@ def _images(n=8, seed=0):
 
 
 def _init(net, x, key=jax.random.key(0)):
-    return net.init({"params": key, "dropout": key}, x)["params"]
+    return jax.jit(lambda k: net.init({"params": k, "dropout": k}, x)["params"])(key)
 
 
 def test_unet_shapes_and_range():
