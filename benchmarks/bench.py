@@ -83,19 +83,20 @@ class Runner:
     """One implementation's step, compiled and warmed up: `run(n)` runs n steps and waits for them."""
 
     def __init__(self, row: dict, run: Callable[[int], None], check: Callable[[], None] = lambda: None):
-        self.row, self.run, self.check, self.times = row, run, check, []
+        self.row, self.run, self.check, self.times, self.compiles = row, run, check, [], 0
 
     def time(self, steps: int) -> None:
-        t0 = time.perf_counter()
+        compiles, t0 = _COMPILES[0], time.perf_counter()
         self.run(steps)
         self.times.append((time.perf_counter() - t0) / steps)
+        self.compiles += _COMPILES[0] - compiles
 
     def result(self) -> dict:
         self.check()
         sec = statistics.median(self.times)
         arch, loss, batch = self.row["arch"], self.row["loss"], self.row["batch"]
         flops = step_flops(arch, loss, batch)
-        return {**self.row, "g_steps_per_s": round(1 / sec, 3),
+        return {**self.row, "compiles_while_timed": self.compiles, "g_steps_per_s": round(1 / sec, 3),
                 "images_per_s": round(batch * (N_CRITIC[loss] + 1) / sec, 1), "flops_per_step": flops,
                 "achieved_tflops": round(flops / sec / 1e12, 4),
                 "step_ms_repeats": [round(t * 1e3, 1) for t in self.times], "load_avg_1m": round(os.getloadavg()[0], 2)}
@@ -129,13 +130,11 @@ def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int
     run(1)
     compile_s = time.perf_counter() - t0
     run(warmup)
-    compiles_before = _COMPILES[0]
     row = {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
            "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
            "compile_s": round(compile_s, 2)}
 
     def check() -> None:
-        row["compiles_while_timed"] = _COMPILES[0] - compiles_before
         if not bool(box["metrics"]["finite"]):
             raise FloatingPointError(f"non-finite values after benchmarking {arch} {loss} {precision}: {box['metrics']}")
     return Runner(row, run, check)
