@@ -286,7 +286,11 @@ def _batches(config: ml_collections.ConfigDict) -> Callable[[int], dict[str, np.
     if config.kind == "pix2pix":
         pipe = _pipeline({"y": _train_images(config, config.data.domain)["image"]}, config, config.seed)
         pairs = jax.jit(lambda y: paired.make_pairs(config.data.task, y))
-        return lambda s: (lambda y: {"x": pairs(y), "y": y})(pipe.batch(s)["y"])
+
+        def batch(s: int) -> dict[str, np.ndarray]:
+            y = pipe.batch(s)["y"]
+            return {"x": pairs(y), "y": y}
+        return batch
     # CycleGAN's domains are unpaired: independent orders (seeds s and s + 1).
     px = _pipeline({"x": _train_images(config, config.data.x)["image"]}, config, config.seed)
     py = _pipeline({"y": _train_images(config, config.data.y)["image"]}, config, config.seed + 1)
@@ -346,7 +350,7 @@ def evaluate_cyclegan(t: Translator, state: TranslationState) -> dict[str, float
 def sample_grid(t: Translator, state: TranslationState, n: int = 10) -> np.ndarray:
     """pix2pix: rows input / output / target; CycleGAN: rows x / G(x) / F(G(x)) / y / F(y) / G(F(y))."""
     from gan_jax import visualize
-    c, key = t.config, jax.random.key(0)
+    c, key = t.config, jax.random.fold_in(state.key, EVAL_STREAM)
     if t.kind == "pix2pix":
         y = jnp.asarray(_test_images(c, c.data.domain)["image"][:n])
         x = paired.make_pairs(c.data.task, y)
