@@ -140,3 +140,21 @@ def test_one_training_step(gan_weight):
     assert changed(new.discriminator.params, state.discriminator.params) == (gan_weight > 0)
     if gan_weight:
         assert "d_loss" in metrics
+
+
+@pytest.mark.parametrize("spec, task, domain, gan_weight", [
+    ("experiments/pix2pix_inpainting.py:mnist", "inpainting", "mnist", 1.0),
+    ("experiments/pix2pix_inpainting.py:fashion_mnist,l1", "inpainting", "fashion_mnist", 0.0),
+    ("experiments/pix2pix_superres.py:mnist", "superres7", "mnist", 1.0),
+    ("experiments/pix2pix_superres.py:fashion_mnist,l1,14", "superres14", "fashion_mnist", 0.0),
+])
+def test_experiment_configs(spec, task, domain, gan_weight):
+    import os
+    from gan_jax.reproduce import load_config
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    c = load_config(spec, root)
+    assert (c.kind, c.data.task, c.data.domain, c.loss.gan_weight, c.loss.l1_weight) == (
+        "pix2pix", task, domain, gan_weight, 100.0)
+    assert i2i.build(c).kind == "pix2pix"
+    with pytest.raises(ValueError, match="variant"):
+        load_config(spec.split(":")[0] + ":cifar10", root)
