@@ -3,6 +3,7 @@
     python benchmarks/bench.py --torch                # CPU default: dcgan32 ns / wgan / wgan-gp, batch 64
     python benchmarks/bench.py --gpu --torch          # adds dcgan64 ns at batch 128, more steps
     python benchmarks/bench.py --configs dcgan32:ns:64 --precisions f32 --json out.jsonl
+    python benchmarks/bench.py --gpu --configs dcgan64:ns:1024 --precisions bf16   # % of the bf16 peak
 
 One step = n_critic critic updates + one generator update (torch_reference.py's definition), run as
 `parallel.parallelize(train.make_train_step(gan))`: one compiled program, state buffers donated, the
@@ -10,6 +11,9 @@ n_critic loop inside it, the real batch already on the devices, metrics fetched 
 With --torch, `shared/bench/torch_reference.py`'s own step (`make_step`, eager) runs in the same
 process, and the timed repeats of all implementations of a configuration alternate (ours, theirs,
 ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats.
+On GPU torch runs in fp32, tf32 and bf16 (autocast) and the table also gives the ratio to torch's
+best of these. ``--conv_impl`` picks gan_jax's convolution form (models.layers: "gemm", the default,
+or "xla"); ``--unroll`` unrolls the n_critic loop.
 Prints one JSON line per (configuration, precision, implementation), then a table of steps/s and ratios. FLOPs per step are
 counted analytically (benchmarks/flops.py, equal to torch's FlopCounterMode on the same step);
 XLA's cost analysis is not used (on GPU it leaves out cuDNN convolutions).
@@ -37,7 +41,8 @@ from gan_jax import config as config_lib, parallel, train  # noqa: E402
 CPU_CONFIGS = ("dcgan32:ns:64", "dcgan32:wgan:64", "dcgan32:wgan-gp:64")
 GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
 PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
-TORCH_PRECISION = {"f32": "fp32", "bf16": "bf16"}
+TORCH_PRECISIONS = ("fp32", "tf32", "bf16")
+CONV_IMPLS = ("gemm", "xla")
 DEFAULT_TORCH_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_reference.py")
 _COMPILES = [0]  # XLA backend compilations so far in this process
 
@@ -50,7 +55,7 @@ def _count_compiles(event: str, duration: float, **_) -> None:
 jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 
-def make_config(arch: str, loss: str, batch: int, precision: str):
+def make_config(arch: str, loss: str, batch: int, precision: str, conv_impl: str = "gemm"):
     """The gan_jax config of torch_reference's (arch, loss) step: same nets, losses and optimisers."""
     size, channels, widths = ARCHS[arch]
     c = config_lib.base_config()
@@ -58,7 +63,7 @@ def make_config(arch: str, loss: str, batch: int, precision: str):
     c.batch_size = batch
     c.model.latent_dim = 100
     c.model.dtype = PRECISIONS[precision]
-    net = dict(name="dcgan", image_size=size, channels=channels, widths=widths)
+    net = dict(name="dcgan", image_size=size, channels=channels, widths=widths, conv_impl=conv_impl)
     c.model.generator = net
     c.model.critic = dict(net, batch_norm=loss != "wgan-gp")
     c.loss.n_critic = N_CRITIC[loss]
@@ -102,13 +107,14 @@ class Runner:
                 "step_ms_repeats": [round(t * 1e3, 1) for t in self.times], "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int, seed: int = 0) -> Runner:
+def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int, seed: int = 0,
+                   conv_impl: str = "gemm", unroll: bool = False) -> Runner:
     """gan_jax's data-parallel train step (launch.py's), compiled (timed) and warmed up."""
-    cfg = make_config(arch, loss, batch, precision)
+    cfg = make_config(arch, loss, batch, precision, conv_impl)
     size, channels, _ = ARCHS[arch]
     gan = train.build(cfg)
     mesh = parallel.make_mesh()
-    step = parallel.parallelize(train.make_train_step(gan), cfg.parallel, mesh)
+    step = parallel.parallelize(train.make_train_step(gan, unroll), cfg.parallel, mesh)
     data_shape = (size, size, channels)
     state = jax.jit(lambda k: train.init_state(gan, k, data_shape),
                     out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
@@ -132,7 +138,7 @@ def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int
     run(warmup)
     row = {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
            "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
-           "compile_s": round(compile_s, 2)}
+           "conv_impl": conv_impl, "unroll_critic": unroll, "compile_s": round(compile_s, 2)}
 
     def check() -> None:
         if not bool(box["metrics"]["finite"]):
@@ -147,7 +153,7 @@ def torch_runner(reference: str, arch: str, loss: str, batch: int, precision: st
     spec.loader.exec_module(module)
     import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tp = TORCH_PRECISION[precision]
+    tp = precision
     torch.backends.cuda.matmul.allow_tf32 = tp == "tf32"
     torch.backends.cudnn.allow_tf32 = tp == "tf32"
     torch.backends.cudnn.benchmark = True
@@ -182,18 +188,26 @@ def parse_config(text: str) -> tuple[str, str, int]:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table: our steps/s, torch's, and the ratio per configuration and precision."""
-    ours = {(r["arch"], r["loss"], r["batch"], r["precision"]): r for r in rows if r.get("impl") == "gan_jax"}
-    theirs = {(r["arch"], r["loss"], r["batch"], {"fp32": "f32"}.get(r["precision"], r["precision"])): r
-              for r in rows if str(r.get("impl", "")).startswith("torch")}
-    lines = ["| config | precision | gan_jax steps/s | torch eager steps/s | ratio | gan_jax TFLOP/s | compile s | "
-             "load (ours / torch) |", "|---|---|---|---|---|---|---|---|"]
-    for key, r in ours.items():
-        t = theirs.get(key, {}).get("g_steps_per_s")
-        ratio = f"{r['g_steps_per_s'] / t:.2f}x" if t else "-"
-        load = f"{r['load_avg_1m']:.1f} / {theirs[key]['load_avg_1m']:.1f}" if t else f"{r['load_avg_1m']:.1f}"
-        lines.append(f"| {key[0]} {key[1]} b{key[2]} | {key[3]} | {r['g_steps_per_s']:.2f} | {t if t else '-'} | "
-                     f"{ratio} | {r['achieved_tflops']:.3f} | {r['compile_s']:.1f} | {load} |")
+    """Markdown table: our steps/s, torch's at the same precision and its best, and the ratios."""
+    theirs: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if str(r.get("impl", "")).startswith("torch"):
+            theirs.setdefault((r["arch"], r["loss"], r["batch"]), {})[r["precision"]] = r
+    lines = ["| config | precision | conv | gan_jax steps/s | torch eager, same precision | ratio | torch eager best "
+             "| ratio to best | gan_jax TFLOP/s | compile s | load (ours / torch) |", "|---" * 11 + "|"]
+    for r in rows:
+        if r.get("impl") != "gan_jax":
+            continue
+        runs = theirs.get((r["arch"], r["loss"], r["batch"]), {})
+        same = runs.get({"f32": "fp32"}.get(r["precision"], r["precision"]))
+        best = max(runs.values(), key=lambda t: t["g_steps_per_s"], default=None)
+        cells = [f"{t['g_steps_per_s']:.2f}" + (f" ({t['precision']})" if t is best else "") if t else "-"
+                 for t in (same, best)]
+        ratios = [f"{r['g_steps_per_s'] / t['g_steps_per_s']:.2f}x" if t else "-" for t in (same, best)]
+        load = f"{r['load_avg_1m']:.1f}" + (f" / {same['load_avg_1m']:.1f}" if same else "")
+        lines.append(f"| {r['arch']} {r['loss']} b{r['batch']} | {r['precision']} | {r['conv_impl']} | "
+                     f"{r['g_steps_per_s']:.2f} | {cells[0]} | {ratios[0]} | {cells[1]} | {ratios[1]} | "
+                     f"{r['achieved_tflops']:.3f} | {r['compile_s']:.1f} | {load} |")
     return "\n".join(lines)
 
 
@@ -207,6 +221,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation (median reported)")
     p.add_argument("--torch", action="store_true", help="also time torch_reference.py's step, interleaved with ours, and print ratios")
     p.add_argument("--torch_reference", default=DEFAULT_TORCH_REFERENCE)
+    p.add_argument("--torch_precisions", nargs="+", choices=TORCH_PRECISIONS,
+                   help="torch_reference precisions (default: CPU fp32; GPU fp32 tf32 bf16)")
+    p.add_argument("--conv_impl", default="gemm", choices=CONV_IMPLS, help="gan_jax's convolution form")
+    p.add_argument("--unroll", action="store_true", help="unroll the n_critic loop (train.make_train_step)")
     p.add_argument("--json", help="append the JSON lines to this file")
     a = p.parse_args(argv)
     configs = [parse_config(c) for c in (a.configs or (GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
@@ -226,11 +244,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         steps = a.steps or (50 if a.gpu else (10 if N_CRITIC[loss] == 1 else 4))
         return steps, (a.warmup if a.warmup is not None else (10 if a.gpu else 2))
 
-    # torch_reference autocasts to bf16 on CUDA only: on CPU its bf16 row would be f32 again.
-    torch_precisions = a.precisions if a.gpu else [q for q in a.precisions if q == "f32"]
+    # torch_reference autocasts to bf16 on CUDA only, and tf32 is a CUDA mode: on CPU both would be fp32 again.
+    torch_precisions = a.torch_precisions or (list(TORCH_PRECISIONS) if a.gpu else ["fp32"])
     for arch, loss, batch in configs:
         steps, warmup = counts(loss)
-        runners = [gan_jax_runner(arch, loss, batch, q, warmup) for q in a.precisions]
+        runners = [gan_jax_runner(arch, loss, batch, q, warmup, conv_impl=a.conv_impl,
+                                  unroll=a.unroll) for q in a.precisions]
         if a.torch:
             runners += [torch_runner(a.torch_reference, arch, loss, batch, q, warmup) for q in torch_precisions]
         # Repeats alternate between the implementations, so that both see the same machine load.

@@ -145,12 +145,13 @@ def _update(tx: optax.GradientTransformation, st: ModelState, grads, batch_stats
     return ModelState(params=optax.apply_updates(st.params, updates), batch_stats=batch_stats, opt_state=opt_state)
 
 
-def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
+def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
     """The per-device step `(state, batch) -> (state, metrics)`, to run under a named axis `AXIS`.
 
     `batch["x"]` holds this device's real data, [n_critic, per-device batch, ...] (and
     `batch["label"]`, [n_critic, per-device batch], for conditional models): slice i feeds critic
-    update i. Metrics are identical on every device.
+    update i. Metrics are identical on every device. `unroll_critic` unrolls the n_critic scan (same
+    result; a speed option, see BENCHMARKS.md).
     """
     cfg = gan.config
     n_critic, pack, latent = cfg.loss.n_critic, cfg.model.pack, cfg.model.latent_dim
@@ -228,7 +229,7 @@ def make_train_step(gan: GAN) -> Callable[[GANState, Batch], tuple[GANState, Met
         index = lax.axis_index(AXIS) * b + jnp.arange(b)
         (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index),
                                           (state.generator, state.critic),
-                                          (real, real_labels, jnp.arange(n_critic)))
+                                          (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
 
         keys = _example_keys(state.key, state.step, n_critic, index)
         rng = _device_key(state.key, state.step, n_critic)

@@ -179,3 +179,25 @@ def test_bad_arguments_raise_value_error(bad, match):
         conv_transpose2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), 1, "SAME")
     with pytest.raises(ValueError, match="kernel"):
         conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 5, 2)))
+
+
+@pytest.mark.parametrize("fn,case", [(conv2d, CONV_CASES[0]), (conv_transpose2d, TCONV_CASES[1])], ids=["conv", "tconv"])
+def test_impl_choice_same_values_and_second_order_gradients(fn, case):
+    """impl="gemm" (the custom-VJP rules, the default) and impl="xla" (plain XLA convolutions) agree
+    to second order."""
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+
+    def gp(impl):
+        def f(w, x):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(x, w, s, p, impl))))(x)
+            return jnp.sum(jnp.sin(fn(x, w, s, p, impl))) + jnp.mean((jnp.sqrt(jnp.sum(gx ** 2, axis=(1, 2, 3))) - 1) ** 2)
+        return jax.value_and_grad(f, argnums=(0, 1))
+
+    gemm, xla = jax.jit(lambda w, x: (gp("gemm")(w, x), gp("xla")(w, x)))(w, x)
+    for a, b in zip(jax.tree.leaves(gemm), jax.tree.leaves(xla)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p))(x, w))
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p, "xla"))(x, w))
+    with pytest.raises(ValueError, match=r"conv impl must be one of \('gemm', 'xla'\), got 'cudnn'"):
+        fn(x, w, s, p, "cudnn")

@@ -7,7 +7,7 @@ no biases, weights N(0, 0.02), BatchNorm momentum 0.9 (torch's 0.1), eps 1e-5, z
 ``widths`` lists the feature widths from the coarsest (base x base) stage to the finest, as torch_reference's
 ARCHS; the critic uses them in reverse. base = image_size / 2**len(widths): 4 at 32 and 64 px, and 7 at
 28 px (MNIST: a 7x7 stage, then 14 and 28, like Gulrajani et al.'s MNIST nets; widths (256, 128)).
-All convolutions are gan_jax.models.layers' (fast on XLA:CPU). ``dtype`` is the compute dtype
+All convolutions are gan_jax.models.layers' (fast on XLA:CPU; ``conv_impl`` picks their form, see there). ``dtype`` is the compute dtype
 (bfloat16 option); parameters and batch-norm statistics stay float32, images and scores are float32.
 """
 from __future__ import annotations
@@ -54,6 +54,7 @@ class DCGANGenerator(nn.Module):
     widths: Sequence[int] | None = None
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_impl: str = "gemm"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -61,9 +62,9 @@ class DCGANGenerator(nn.Module):
         x = z.reshape(z.shape[0], 1, 1, -1)
         stages = [(widths[0], base, 1, 0)] + [(w, 4, 2, 1) for w in widths[1:]]
         for features, k, s, p in stages:
-            x = ConvTranspose(features, k, s, p, use_bias=False, dtype=self.dtype)(x)
+            x = ConvTranspose(features, k, s, p, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
             x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
-        x = ConvTranspose(self.channels, 4, 2, 1, use_bias=False, dtype=self.dtype)(x)
+        x = ConvTranspose(self.channels, 4, 2, 1, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
         return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -92,9 +93,10 @@ class DCGANDiscriminator(nn.Module):
     minibatch_discrimination: int = 0
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_impl: str = "gemm"
 
     def _conv(self, x: jax.Array, features: int, k: int, s: int, p: int, train: bool) -> jax.Array:
-        conv = Conv(features, k, s, p, use_bias=False, dtype=self.dtype)
+        conv = Conv(features, k, s, p, use_bias=False, dtype=self.dtype, impl=self.conv_impl)
         return nn.SpectralNorm(conv)(x, update_stats=train) if self.spectral_norm else conv(x)
 
     @nn.compact
