@@ -2,8 +2,12 @@
 
 Trains on every local device (data parallel); with --coordinator_address, --num_processes and
 --process_id (or on a TPU pod / under SLURM, detected by jax.distributed) on several hosts.
-Restarting with the same workdir resumes from its latest checkpoint.
+Restarting with the same workdir resumes from its latest checkpoint. Configs with a `trainer` field
+(pix2pix / CycleGAN, the VAE, ADDA) run their own module's single-device loop.
 """
+import importlib
+import numbers
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -17,6 +21,17 @@ flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() wi
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"],
                   "Level of library logs on stderr (orbax logs every save at info).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+TRAINERS = {"gan": "gan_jax.experiment", "image_to_image": "gan_jax.image_to_image", "vae": "gan_jax.vae",
+            "adda": "gan_jax.adda"}
+
+
+def trainer(config):
+    """The `train_and_evaluate(config, workdir)` that runs this config (config.trainer, default "gan")."""
+    name = config.get("trainer", "gan")
+    if name not in TRAINERS:
+        raise app.UsageError(f"unknown config.trainer {name!r}; allowed: {sorted(TRAINERS)}")
+    return importlib.import_module(TRAINERS[name]).train_and_evaluate
 
 
 def main(argv):
@@ -34,10 +49,10 @@ def main(argv):
         jax.distributed.initialize()
     print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices "
           f"of {jax.device_count()} ({jax.devices()[0].platform})", flush=True)
-    from gan_jax import experiment
-    results = experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if jax.process_index() == 0 and results:
-        print("final evaluation: " + ", ".join(f"{k} = {v:.4g}" for k, v in results.items()))
+    results = trainer(FLAGS.config)(FLAGS.config, FLAGS.workdir)
+    scalars = {k: v for k, v in (results or {}).items() if isinstance(v, numbers.Number)}
+    if jax.process_index() == 0 and scalars:
+        print("final evaluation: " + ", ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int
     run(warmup)
     row = {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
            "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
-           "conv_impl": conv_impl, "unroll_critic": unroll, "compile_s": round(compile_s, 2)}
+           "conv_impl": conv_impl, "unroll_critic": unroll, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+           "compile_s": round(compile_s, 2)}
 
     def check() -> None:
         if not bool(box["metrics"]["finite"]):

@@ -219,6 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name, c.paper = "adda_mnist_digits", "Tzeng et al. 2017 (ADDA): LeNet encoder, 500-500 discriminator"
+    c.trainer = "adda"  # launch.py runs gan_jax.adda.train_and_evaluate
     c.seed, c.seeds = 0, (0, 1, 2)
     c.source_steps, c.adapt_steps, c.steps = 1000, 1000, 0  # fit's `steps` is set per stage
     c.batch_size = 128

@@ -237,6 +237,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown kind {kind!r}; allowed: {KINDS}")
     c = ml_collections.ConfigDict()
     c.name, c.kind, c.paper = kind, kind, ""
+    c.trainer = "image_to_image"  # launch.py runs gan_jax.image_to_image.train_and_evaluate
     c.seed, c.steps, c.batch_size = 0, 2000, 16
     c.log_every, c.checkpoint_every, c.keep_checkpoints = 100, 500, 2
     # pix2pix: one domain and a paired task; CycleGAN: domains x and y (unpaired).

@@ -204,6 +204,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[VAE, Any]:
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name, c.paper = "vae_mnist", "Kingma & Welling 2014 (VAE), Bernoulli decoder on binarised MNIST"
+    c.trainer = "vae"  # launch.py runs gan_jax.vae.train_and_evaluate
     c.seed, c.steps, c.batch_size = 0, 5000, 128
     c.log_every, c.checkpoint_every, c.keep_checkpoints = 500, 2500, 2
     c.data = ml_collections.ConfigDict(dict(name="mnist", data_dir="", manual_dir="", num_train=0))
