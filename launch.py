@@ -5,7 +5,6 @@ Trains on every local device (data parallel); with --coordinator_address, --num_
 Restarting with the same workdir resumes from its latest checkpoint. Configs with a `trainer` field
 (pix2pix / CycleGAN, the VAE, ADDA) run their own module's single-device loop.
 """
-import importlib
 import numbers
 
 from absl import app, flags, logging
@@ -21,17 +20,6 @@ flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() wi
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"],
                   "Level of library logs on stderr (orbax logs every save at info).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-TRAINERS = {"gan": "gan_jax.experiment", "image_to_image": "gan_jax.image_to_image", "vae": "gan_jax.vae",
-            "adda": "gan_jax.adda"}
-
-
-def trainer(config):
-    """The `train_and_evaluate(config, workdir)` that runs this config (config.trainer, default "gan")."""
-    name = config.get("trainer", "gan")
-    if name not in TRAINERS:
-        raise app.UsageError(f"unknown config.trainer {name!r}; allowed: {sorted(TRAINERS)}")
-    return importlib.import_module(TRAINERS[name]).train_and_evaluate
 
 
 def main(argv):
@@ -49,7 +37,8 @@ def main(argv):
         jax.distributed.initialize()
     print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices "
           f"of {jax.device_count()} ({jax.devices()[0].platform})", flush=True)
-    results = trainer(FLAGS.config)(FLAGS.config, FLAGS.workdir)
+    from gan_jax import experiment
+    results = experiment.trainer(FLAGS.config)(FLAGS.config, FLAGS.workdir)
     scalars = {k: v for k, v in (results or {}).items() if isinstance(v, numbers.Number)}
     if jax.process_index() == 0 and scalars:
         print("final evaluation: " + ", ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))

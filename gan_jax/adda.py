@@ -168,8 +168,7 @@ def _phase(config: ml_collections.ConfigDict, steps: int) -> ml_collections.Conf
 
 def run_seed(config: ml_collections.ConfigDict, seed: int, workdir: str, data: dict) -> dict[str, float]:
     """Both stages for one seed (each resumable in workdir/source, workdir/adapt); target/source accuracies."""
-    from gan_jax.data import Pipeline
-    from gan_jax.data.paired import InMemorySource
+    from gan_jax.data import InMemorySource, Pipeline
     a = build(config)
     key = jax.random.key(seed)
     c = _phase(config, config.source_steps)

@@ -8,10 +8,11 @@ progress bar; stops at the first non-finite loss without saving it; evaluates at
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +91,19 @@ def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None) -
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
+TRAINERS = {"gan": "gan_jax.experiment", "image_to_image": "gan_jax.image_to_image", "vae": "gan_jax.vae",
+            "adda": "gan_jax.adda"}
+
+
+def trainer(config: ml_collections.ConfigDict) -> Callable[[ml_collections.ConfigDict, str], dict]:
+    """The `train_and_evaluate(config, workdir)` that runs `config`: its `trainer` field (pix2pix /
+    CycleGAN, VAE, ADDA configs have one) or, without one, this module's GAN loop."""
+    name = config.get("trainer", "gan")
+    if name not in TRAINERS:
+        raise ValueError(f"unknown config.trainer {name!r}; allowed: {sorted(TRAINERS)}")
+    return importlib.import_module(TRAINERS[name]).train_and_evaluate
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None
                        ) -> dict[str, float]:
     """Train (or resume) the experiment `config` in `workdir` on `devices` (default: all); returns the
@@ -102,7 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
     gan = train.build(config)
     source = make_source(config)
     data_shape = np.asarray(source.__getitems__([0])["x"]).shape[1:]
-    n_critic, batch_size = config.loss.n_critic, config.batch_size
+    n_critic = config.loss.n_critic
     pipeline = _pipeline(source, config)
     step_fn = parallel.parallelize(train.make_train_step(gan), config.parallel, mesh)
 

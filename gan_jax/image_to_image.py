@@ -268,8 +268,8 @@ def pix2pix_config(task: str, variant: str) -> ml_collections.ConfigDict:
 
 
 def _pipeline(data: dict[str, np.ndarray], config: ml_collections.ConfigDict, seed: int):
-    from gan_jax.data import Pipeline
-    return Pipeline(paired.InMemorySource(data), batch_size=config.batch_size, seed=seed, prefetch=0)
+    from gan_jax.data import InMemorySource, Pipeline
+    return Pipeline(InMemorySource(data), batch_size=config.batch_size, seed=seed, prefetch=0)
 
 
 def _train_images(config: ml_collections.ConfigDict, domain: str) -> dict[str, np.ndarray]:

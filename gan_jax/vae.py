@@ -166,13 +166,13 @@ def evaluate(model: VAE, params: Any, config: ml_collections.ConfigDict, key: Ar
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train (resuming from workdir's checkpoint), evaluate, write eval.json and samples.png."""
     from gan_jax import visualize
-    from gan_jax.data import Pipeline, paired
+    from gan_jax.data import InMemorySource, Pipeline, paired
     start = time.time()
     model, tx = build(config)
     state = init_state(model, tx, jax.random.key(config.seed))
     train = paired.load_domain(config.data.name, "train", data_dir=config.data.data_dir,
                                manual_dir=config.data.manual_dir, limit=config.data.num_train)
-    pipe = Pipeline(paired.InMemorySource({"image": train["image"]}), batch_size=config.batch_size,
+    pipe = Pipeline(InMemorySource({"image": train["image"]}), batch_size=config.batch_size,
                     seed=config.seed, prefetch=0)
     state = fit(make_train_step(model, tx), state, pipe.batch, config, workdir)
     train_seconds = time.time() - start

@@ -15,6 +15,7 @@ _LAZY = {
     "make_image_source": "gan_jax.data.sources",
     "ImageSource": "gan_jax.data.sources",
     "StackedMnistRecords": "gan_jax.data.sources",
+    "InMemorySource": "gan_jax.data.sources",
     "Pipeline": "gan_jax.data.pipeline",
     "prefetch_to_devices": "gan_jax.data.prefetch",
     "split_for_devices": "gan_jax.data.prefetch",

@@ -76,17 +76,3 @@ def make_pairs(task: str, images: jax.Array) -> jax.Array:
     return _block_mean_upsampled(images, SIZE // int(task.removeprefix("superres")))
 
 
-class InMemorySource:
-    """A random-access source over equal-length arrays, read by `gan_jax.data.Pipeline`."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        lengths = {k: len(v) for k, v in arrays.items()}
-        if not arrays or len(set(lengths.values())) != 1:
-            raise ValueError(f"need one or more arrays of one length, got lengths {lengths}")
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def __getitems__(self, rows) -> dict[str, np.ndarray]:
-        return {k: v[np.asarray(rows)] for k, v in self.arrays.items()}

@@ -171,3 +171,19 @@ def make_image_source(name: str, data_dir: str, split: str, *, image_size: int |
         records = StackedMnistRecords(records, STACKED_MNIST_SIZE if stacked_size is None else stacked_size,
                                       stacked_seed or 0)
     return ImageSource(records, image_size=image_size or None, fit=fit, center_crop=center_crop)
+
+
+class InMemorySource:
+    """A random-access source over equal-length arrays, read by `gan_jax.data.Pipeline`."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if not arrays or len(set(lengths.values())) != 1:
+            raise ValueError(f"need one or more arrays of one length, got lengths {lengths}")
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitems__(self, rows) -> dict[str, np.ndarray]:
+        return {k: v[np.asarray(rows)] for k, v in self.arrays.items()}

@@ -81,19 +81,6 @@ def init_params(model: LeNet, key: jax.Array) -> Any:
     return model.init(key, jnp.zeros((1, *IMAGE_SHAPE)))["params"]
 
 
-class _InMemory:
-    """A random-access source over arrays, read by `gan_jax.data.Pipeline`."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def __getitems__(self, rows: list[int]) -> dict[str, np.ndarray]:
-        return {k: v[rows] for k, v in self.arrays.items()}
-
-
 def load_split(config: ml_collections.ConfigDict, split: str, limit: int = 0) -> dict[str, np.ndarray]:
     """{"image": [N, 28, 28, 1] in [−1, 1], "label": [N]} of a split (its first `limit` examples if > 0)."""
     from gan_jax.data import make_image_source
@@ -133,11 +120,11 @@ def accuracy(apply_fn: Callable, images: np.ndarray, labels: np.ndarray, batch_s
 
 def train(config: ml_collections.ConfigDict, log: Callable[[str], None] = print) -> tuple[LeNet, Any, dict]:
     """Train on the training split; returns (model, params, metadata with the test accuracy)."""
-    from gan_jax.data import Pipeline
+    from gan_jax.data import InMemorySource, Pipeline
     start = time.time()
     data = load_split(config, "train", config.max_train_examples)
     test = load_split(config, "test")
-    pipeline = Pipeline(_InMemory(data), batch_size=config.batch_size, seed=config.seed, prefetch=0)
+    pipeline = Pipeline(InMemorySource(data), batch_size=config.batch_size, seed=config.seed, prefetch=0)
     steps = config.epochs * pipeline.steps_per_epoch
     model = model_from_config(config)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))

@@ -115,7 +115,7 @@ def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[in
     fast); the optimisation barrier keeps XLA from folding the transpose back into the product. The
     im2col is the forward's (XLA's CSE merges the two).
     """
-    (_, _, _, c), (b, ho, wo, co) = x.shape, g.shape
+    (_, _, _, c), (_, ho, wo, co) = x.shape, g.shape
     (kh, kw), (sh, sw) = kernel_hw, s
     th, tw = -(-kh // sh), -(-kw // sw)
     patches = _im2col(x, kernel_hw, s, pads, (ho, wo))
