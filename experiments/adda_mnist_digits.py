@@ -2,7 +2,7 @@
 (unlabelled target; gan_jax/data/paired.py), target accuracy of source-only vs ADDA over seeds 0, 1, 2.
 
 python -m gan_jax.adda --config experiments/adda_mnist_digits.py --workdir DIR
-Networks and losses: gan_jax/adda.py. Results: RESULTS_issue7.md.
+Networks and losses: gan_jax/adda.py. Results: RESULTS.md.
 """
 from gan_jax.adda import default_config
 

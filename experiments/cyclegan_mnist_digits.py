@@ -5,7 +5,7 @@ deterministic), two 11x11 PatchGANs, least-squares GAN loss, cycle loss lambda =
 python -m gan_jax.image_to_image --config experiments/cyclegan_mnist_digits.py --workdir DIR \
     --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
 Reports how often our classifier reads the source digit's class after translation (both directions,
-next to its accuracy on untranslated images) and the test cycle L1. Results: RESULTS_issue7.md.
+next to its accuracy on untranslated images) and the test cycle L1. Results: RESULTS.md.
 """
 from gan_jax.image_to_image import base_config
 

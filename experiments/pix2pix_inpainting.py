@@ -4,7 +4,7 @@ python -m gan_jax.image_to_image --config experiments/pix2pix_inpainting.py:mnis
     --config.eval.classifier_dir=DIR_OF_OUR_CLASSIFIER  (of the same dataset; FID is skipped without it)
 Variants "DATASET[,l1]": DATASET mnist or fashion_mnist; "l1" trains the same U-Net on λ·L1 alone (the
 baseline of the seeds' point that L1 alone is blurry). cGAN + λ L1 with λ = 100, U-Net with dropout,
-PatchGAN 11×11 patches (gan_jax/models/patchgan.py). Results: RESULTS_issue7.md.
+PatchGAN 11×11 patches (gan_jax/models/patchgan.py). Results: RESULTS.md.
 """
 from gan_jax.image_to_image import pix2pix_config
 

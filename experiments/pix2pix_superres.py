@@ -3,7 +3,7 @@
 python -m gan_jax.image_to_image --config experiments/pix2pix_superres.py:mnist --workdir DIR \
     --config.eval.classifier_dir=DIR_OF_OUR_CLASSIFIER  (of the same dataset; FID is skipped without it)
 Variants "DATASET[,l1][,14]": DATASET mnist or fashion_mnist; "l1" is the L1-only baseline of the same
-U-Net; "14" uses 14×14 inputs (2×2 blocks) instead of 7×7. Results: RESULTS_issue7.md.
+U-Net; "14" uses 14×14 inputs (2×2 blocks) instead of 7×7. Results: RESULTS.md.
 """
 from gan_jax.image_to_image import pix2pix_config
 

@@ -4,7 +4,7 @@ test images, Goodfellow et al.'s Parzen window) plus the test ELBO.
 
 python -m gan_jax.vae --config experiments/vae_mnist.py --workdir DIR \
     --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
-Results: RESULTS_issue7.md.
+Results: RESULTS.md.
 """
 from gan_jax.vae import default_config
 

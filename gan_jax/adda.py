@@ -11,7 +11,7 @@ Networks are ADDA's MNIST→USPS choice: LeNet encoder (conv 20 5×5, conv 50 5�
 instead of pooled, see gan_jax/metrics/classifier.py for why), a linear classifier, and a 500-500-1 ReLU
 discriminator. Source: MNIST; target: scikit-learn's digits in MNIST's format (gan_jax/data/paired.py),
 a real shift of writers, scanning and stroke (measured: 98.6 % on MNIST's test set, 86 ± 5 % on the
-target's held-out images for the source-only model; RESULTS_issue7.md).
+target's held-out images for the source-only model; RESULTS.md).
 
     python -m gan_jax.adda --config experiments/adda_mnist_digits.py --workdir DIR
 runs every seed of `config.seeds` and writes DIR/eval.json with target accuracy mean ± std.
