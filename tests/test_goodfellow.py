@@ -47,8 +47,8 @@ def test_generator_output(nets):
     z = np.asarray(jax.random.normal(KEY, (5, 100)), np.float64)
     h = np.maximum(z @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)
     h = np.maximum(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
-    np.testing.assert_allclose(x.reshape(5, -1), np.tanh(h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]),
-                               rtol=1e-4, atol=1e-6)
+    a = h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]
+    np.testing.assert_allclose(x.reshape(5, -1), 2.0 / (1.0 + np.exp(-a)) - 1.0, rtol=1e-4, atol=1e-6)
 
 
 def _dense_layers(params):
@@ -57,8 +57,8 @@ def _dense_layers(params):
 
 
 def _maxout_reference(x, params, pieces=5):
-    """Independent forward pass: unit u of a layer = max over columns u*pieces .. u*pieces + pieces - 1."""
-    h = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    """Independent forward pass on [0, 1] pixels: unit u of a layer = max over columns u*pieces .. u*pieces + pieces - 1."""
+    h = (np.asarray(x, np.float64).reshape(x.shape[0], -1) + 1.0) / 2.0
     for name in ("Maxout_0", "Maxout_1"):
         layer = params[name]["Dense_0"]
         y = h @ np.asarray(layer["kernel"], np.float64) + layer["bias"]

@@ -7,10 +7,12 @@ D: maxout 240 units × 5 pieces → maxout 240 × 5 → 1 logit, weights U(−0.
    dropout on the input of every layer: the image with rate 0.2 (include prob 0.8, scale 1.25),
    each hidden layer with rate 0.5 (include prob 0.5, scale 2.0) — inverted dropout as in pylearn2.
 
-Departures, because our images are [28, 28, 1] in [−1, 1]: G's output unit is tanh instead of the
-paper's sigmoid (tanh(a) = 2σ(2a) − 1, the same family rescaled to [−1, 1]) and is reshaped to
-[28, 28, 1]; the paper's data-dependent output-bias init (logit of the pixel marginals) is not
-reproduced (biases start at 0). D returns the logit; the sigmoid is in the loss.
+The paper's pixels are in [0, 1] and our images in [−1, 1], so G outputs 2σ(a) − 1 and D first maps
+its input back by (x + 1)/2: in [0, 1] pixel space both nets, their parameters and gradients are the
+paper's exactly. (Feeding D the [−1, 1] images directly doubles its first layer's inputs, i.e. scales
+that layer's gradient steps by 4 at the paper's lr 0.1; the run diverged by step 325.) Not reproduced:
+G's data-dependent output-bias init (logit of the pixel marginals; biases start at 0). G's output is
+reshaped to [28, 28, 1]. D returns the logit; the sigmoid is in the loss.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
 
 
 class GoodfellowGenerator(nn.Module):
-    """z [B, latent] → x [B, *out_shape] in (−1, 1): ReLU hidden layers, tanh output."""
+    """z [B, latent] → x [B, *out_shape] in (−1, 1): ReLU hidden layers, output 2σ(a) − 1."""
 
     hidden: Sequence[int] = (1200, 1200)
     out_shape: Sequence[int] = (28, 28, 1)
@@ -47,11 +49,11 @@ class GoodfellowGenerator(nn.Module):
         for width in self.hidden:
             h = nn.relu(nn.Dense(width, kernel_init=init, dtype=self.dtype)(h))
         out = nn.Dense(math.prod(self.out_shape), kernel_init=init, dtype=self.dtype)(h)
-        return jnp.tanh(out).astype(jnp.float32).reshape(z.shape[0], *self.out_shape)
+        return (2.0 * nn.sigmoid(out) - 1.0).astype(jnp.float32).reshape(z.shape[0], *self.out_shape)
 
 
 class GoodfellowDiscriminator(nn.Module):
-    """x [B, ...] (flattened) → logits [B]: dropout, then maxout layers, then a linear unit.
+    """x [B, ...] in [−1, 1] (flattened) → logits [B]: (x + 1)/2, dropout, maxout layers, a linear unit.
 
     Maxout unit u of a layer: h_u = max_p (W x + b)_{u·pieces + p} (Goodfellow et al. 2013).
     Dropout draws from the "dropout" RNG stream when train=True and is off when train=False.
@@ -70,7 +72,8 @@ class GoodfellowDiscriminator(nn.Module):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
         init = symmetric_uniform(self.init_range)
-        h = nn.Dropout(self.input_dropout, deterministic=not train)(x.reshape(x.shape[0], -1).astype(self.dtype))
+        x01 = (x.reshape(x.shape[0], -1).astype(self.dtype) + 1.0) / 2.0  # the paper's [0, 1] pixels
+        h = nn.Dropout(self.input_dropout, deterministic=not train)(x01)
         for width in self.hidden:
             h = Maxout(width, self.pieces, kernel_init=init, dtype=self.dtype)(h)
             h = nn.Dropout(self.hidden_dropout, deterministic=not train)(h)
