@@ -57,7 +57,7 @@ def _dense_layers(params):
 
 
 def _maxout_reference(x, params, pieces=5):
-    """Independent forward pass on [0, 1] pixels: unit u of a layer = max over columns u*pieces .. u*pieces + pieces - 1."""
+    """Independent forward pass on [0, 1] pixels: unit u of a layer = max over columns u*pieces .. u*pieces+pieces-1."""
     h = (np.asarray(x, np.float64).reshape(x.shape[0], -1) + 1.0) / 2.0
     for name in ("Maxout_0", "Maxout_1"):
         layer = params[name]["Dense_0"]

@@ -7,7 +7,7 @@ no biases, weights N(0, 0.02), BatchNorm momentum 0.9 (torch's 0.1), eps 1e-5, z
 ``widths`` lists the feature widths from the coarsest (base x base) stage to the finest, as torch_reference's
 ARCHS; the critic uses them in reverse. base = image_size / 2**len(widths): 4 at 32 and 64 px, and 7 at
 28 px (MNIST: a 7x7 stage, then 14 and 28, like Gulrajani et al.'s MNIST nets; widths (256, 128)).
-All convolutions are gan_jax.models.layers' (fast on XLA:CPU; ``conv_impl`` picks their form, see there). ``dtype`` is the compute dtype
+All convolutions are gan_jax.models.layers' (``conv_impl`` picks their form, see there). ``dtype`` is the compute dtype
 (bfloat16 option); parameters and batch-norm statistics stay float32, images and scores are float32.
 """
 from __future__ import annotations
