@@ -88,7 +88,7 @@ def test_minibatch_discrimination_global_batch_on_two_devices():
     assert not np.allclose(single_apply({"params": params}, f[:3]), expected_out[:3], atol=1e-3)
     np.testing.assert_allclose(values, [loss(expected_out)] * 2, rtol=1e-5)
     expected_grads = jax.jit(jax.grad(lambda p: loss(single.apply({"params": p}, f))))(params)
-    chex.assert_trees_all_close(grads, expected_grads, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(grads, expected_grads, rtol=1e-5, atol=1e-5)  # gradients ~0.1: 1e-4 relative
 
 
 def _vbn_reference(x, n, eps=1e-5):
