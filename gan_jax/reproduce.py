@@ -44,16 +44,36 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = [table.row(m) for m in methods] if methods else list(table.rows)
     results, t0 = {}, time.time()
+    classifier_dir = _classifier(table, workdir, root)
     for row in rows:
         results[row.method] = []
         for seed in range(seeds):
             config = load_config(row.config, root)
+            config.update_from_flattened_dict(table.overrides)
+            if classifier_dir:
+                config.eval.classifier_dir = classifier_dir
             config.seed = seed
             if steps is not None:
                 config.steps = steps
             ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
-    return {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
+    run = {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
+    if classifier_dir:
+        from gan_jax.metrics.classifier import METADATA_FILE
+        with open(os.path.join(classifier_dir, METADATA_FILE)) as f:
+            run["classifier_test_accuracy"] = json.load(f).get("test_accuracy")
+    return run
+
+
+def _classifier(table: paper_tables.Table, workdir: str, root: str) -> str:
+    """The directory of the table's feature classifier, trained there first if it is not saved yet."""
+    if not table.classifier:
+        return ""
+    from gan_jax.metrics import classifier
+    directory = os.path.join(workdir, table.name, "classifier")
+    if not os.path.exists(os.path.join(directory, classifier.METADATA_FILE)):
+        classifier.train_and_evaluate(load_config(table.classifier, root), directory)
+    return directory
 
 
 def _fmt(metric: str, value: float, spread: float | None = None) -> str:
@@ -74,7 +94,9 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
              f"Protocol: {table.protocol}",
              f"Ours: {run['seeds']} seed(s) × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
-             f"Paper: mean ± its published spread.", "",
+             f"Paper: mean ± its published spread."
+             + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
+                if run.get("classifier_test_accuracy") is not None else ""), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
         if row.method not in run["results"]:

@@ -52,3 +52,35 @@ def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
     table = lambda out: out[out.index("**Lin"):out.index("Machine:")]  # noqa: E731
     assert p2.returncode == 0 and table(p2.stdout) == table(p.stdout)
     assert "new run" not in p2.stdout
+
+
+def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budget(tmp_path, monkeypatch):
+    from gan_jax import experiment
+    from gan_jax.metrics import classifier
+    trained, runs = [], []
+
+    def fake_classifier(config, workdir):
+        trained.append((config.dataset, workdir))
+        os.makedirs(workdir)
+        open(os.path.join(workdir, classifier.METADATA_FILE), "w").write('{"test_accuracy": 0.9}')
+
+    def fake_run(config, workdir):
+        runs.append((config, workdir))
+        return {"fid": float(len(runs)), "classifier_score": 5.0}
+
+    monkeypatch.setattr(classifier, "train_and_evaluate", fake_classifier)
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    table = paper_tables.get_table("fid_fashion_mnist")
+    run = reproduce.run_table(table, str(tmp_path), seeds=1, steps=7)
+    clf_dir = str(tmp_path / "fid_fashion_mnist" / "classifier")
+    assert trained == [("fashion_mnist", clf_dir)]
+    assert [c.loss.name for c, _ in runs] == ["non_saturating", "wasserstein", "wasserstein", "least_squares",
+                                               "hinge", "relativistic_average"]
+    for config, _ in runs:
+        assert (config.data.name, config.steps, config.batch_size) == ("fashion_mnist", 7, 64)
+        assert config.eval.num_samples == 10_000 and config.eval.classifier_dir == clf_dir
+    reproduce.run_table(table, str(tmp_path), seeds=1, steps=7, methods=["RaSGAN"])
+    assert len(trained) == 1  # the saved classifier is reused
+    text = reproduce.markdown(table, run)
+    assert "| NS-GAN | 1 | 26.5 ± 1.6 | 5 | — |" in text and "| hinge-SN | 5 | — |" in text
+    assert "Feature classifier: 90.00% test accuracy." in text
