@@ -232,20 +232,7 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-def main(argv: list[str]) -> None:
-    from absl import app, logging
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity("warning")
-    train_and_evaluate(_FLAGS.config, _FLAGS.workdir)
-
-
 if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    _FLAGS = flags.FLAGS
-    config_flags.DEFINE_config_file("config", None, "experiments/adda_mnist_digits.py", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Per-seed checkpoints and eval.json.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    from gan_jax import cli
+    cli.run(train_and_evaluate, "experiments/adda_mnist_digits.py",
+            "Per-seed checkpoints and eval.json.")

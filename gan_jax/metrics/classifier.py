@@ -189,21 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return metadata
 
 
-def main(argv: list[str]) -> None:
-    from absl import app, logging
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity("warning")  # orbax logs every save step at info
-    train_and_evaluate(_FLAGS.config, _FLAGS.workdir)
-
-
 if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    _FLAGS = flags.FLAGS
-    config_flags.DEFINE_config_file("config", None, "Classifier config file (experiments/classifier_*.py).",
-                                    lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for the params checkpoint and classifier.json.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    from gan_jax import cli
+    cli.run(train_and_evaluate, "Classifier config file (experiments/classifier_*.py).",
+            "Directory for the params checkpoint and classifier.json.")
