@@ -1,4 +1,6 @@
 """Small configs and states shared by the training-core tests."""
+import os
+
 import jax
 import numpy as np
 
@@ -46,3 +48,9 @@ def max_abs_diff(a, b) -> float:
     assert jax.tree.structure(a) == jax.tree.structure(b)
     return max(float(np.max(np.abs(_numeric(x) - _numeric(y))))
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def subprocess_xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a subprocess with `devices` CPU devices, keeping conftest's optimisation level."""
+    opt = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.startswith("--xla_backend_optimization_level")]
+    return " ".join([f"--xla_force_host_platform_device_count={devices}", *opt])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gan_jax import checkpoint, experiment, train
-from tests.helpers import max_abs_diff, tiny_config
+from tests.helpers import max_abs_diff, subprocess_xla_flags, tiny_config
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +23,7 @@ RING = [sys.executable, os.path.join(ROOT, "launch.py"), "--config", os.path.joi
 
 def _env():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+    env["XLA_FLAGS"] = subprocess_xla_flags(1)
     return env
 
 
@@ -182,7 +182,7 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert "process 0/2: 1 local devices of 2" in outs[0][0] and "final evaluation" in outs[0][0]
     assert "final evaluation" not in outs[1][0]  # only process 0 reports and writes logs
 
-    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(_env(), XLA_FLAGS=subprocess_xla_flags(2))
     p = subprocess.run(RING + ["--workdir", str(tmp_path / "single"), *small], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from gan_jax import paper_tables, reproduce
+from tests.helpers import subprocess_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,7 +41,7 @@ def test_unknown_table_and_tables_not_produced_here_say_why():
 
 
 def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=subprocess_xla_flags(1))
     cmd = [sys.executable, "-m", "gan_jax.reproduce", "mixture_grid", "--workdir", str(tmp_path), "--seeds", "1",
            "--steps", "5", "--methods", "GAN,PacGAN2"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
