@@ -101,7 +101,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
               Row("PacDCGAN4", "experiments/stacked_mnist.py:pacdcgan4", {"modes": (1000.0, 0.0), "kl": (0.07, 0.005)})),
         floor={"modes": 1000, "kl": 0.0193}, paper_steps=100_000, paper_seeds=10,
         not_here=("needs a GPU: 100k steps of the VEEGAN-setting 5x5 DCGAN take ~7.4 s/step on this 2-core CPU "
-                  "(paper_tables.md section 3); this task's 15 GPU minutes went to the speed benchmark (BENCHMARKS.md)")),
+                  "(paper_tables.md section 3); no lent GPU has had time for it yet (BENCHMARKS.md used the one lease)")),
     Table(
         name="parzen_mnist",
         source="Goodfellow et al. 2014, Table 1 (MNIST column)",
