@@ -44,7 +44,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = [table.row(m) for m in methods] if methods else list(table.rows)
     results, t0 = {}, time.time()
-    classifier_dir = _classifier(table, workdir, root)
+    classifier_dir, accuracy = _classifier(table, workdir, root)
     for row in rows:
         results[row.method] = []
         for seed in range(seeds):
@@ -59,21 +59,22 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
     run = {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
     if classifier_dir:
-        from gan_jax.metrics.classifier import METADATA_FILE
-        with open(os.path.join(classifier_dir, METADATA_FILE)) as f:
-            run["classifier_test_accuracy"] = json.load(f).get("test_accuracy")
+        run["classifier_test_accuracy"] = accuracy
     return run
 
 
-def _classifier(table: paper_tables.Table, workdir: str, root: str) -> str:
-    """The directory of the table's feature classifier, trained there first if it is not saved yet."""
+def _classifier(table: paper_tables.Table, workdir: str, root: str) -> tuple[str, float | None]:
+    """(directory, test accuracy) of the table's feature classifier, trained there first if it is not
+    saved yet; ("", None) for tables without one."""
     if not table.classifier:
-        return ""
+        return "", None
     from gan_jax.metrics import classifier
     directory = os.path.join(workdir, table.name, "classifier")
-    if not os.path.exists(os.path.join(directory, classifier.METADATA_FILE)):
+    path = os.path.join(directory, classifier.METADATA_FILE)
+    if not os.path.exists(path):
         classifier.train_and_evaluate(load_config(table.classifier, root), directory)
-    return directory
+    with open(path) as f:
+        return directory, json.load(f).get("test_accuracy")
 
 
 def _fmt(metric: str, value: float, spread: float | None = None) -> str:
