@@ -26,6 +26,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(FLAGS.log_level)
+    from gan_jax import host_memory
+    host_memory.keep_freed_memory()  # before JAX starts its threads
     import jax
     if FLAGS.coordinator_address or FLAGS.num_processes is not None or FLAGS.process_id is not None:
         missing = [n for n in ("coordinator_address", "num_processes", "process_id") if getattr(FLAGS, n) is None]

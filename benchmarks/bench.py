@@ -13,7 +13,9 @@ process, and the timed repeats of all implementations of a configuration alterna
 ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats.
 On GPU torch runs in fp32, tf32 and bf16 (autocast) and the table also gives the ratio to torch's
 best of these. ``--conv_impl`` picks gan_jax's convolution form (models.layers: "gemm", the default,
-or "xla"); ``--unroll`` unrolls the n_critic loop.
+or "xla"); ``--unroll`` unrolls the n_critic loop. Like launch.py, the process first makes glibc keep
+freed memory (gan_jax.host_memory; ``--malloc glibc`` leaves the defaults); torch, in the same process,
+gets the same allocator.
 Prints one JSON line per (configuration, precision, implementation), then a table of steps/s and ratios. FLOPs per step are
 counted analytically (benchmarks/flops.py, equal to torch's FlopCounterMode on the same step);
 XLA's cost analysis is not used (on GPU it leaves out cuDNN convolutions).
@@ -36,7 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flops import ARCHS, N_CRITIC, step_flops  # noqa: E402
 
-from gan_jax import config as config_lib, parallel, train  # noqa: E402
+from gan_jax import config as config_lib, host_memory, parallel, train  # noqa: E402
 
 CPU_CONFIGS = ("dcgan32:ns:64", "dcgan32:wgan:64", "dcgan32:wgan-gp:64")
 GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
@@ -226,15 +228,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="torch_reference precisions (default: CPU fp32; GPU fp32 tf32 bf16)")
     p.add_argument("--conv_impl", default="gemm", choices=CONV_IMPLS, help="gan_jax's convolution form")
     p.add_argument("--unroll", action="store_true", help="unroll the n_critic loop (train.make_train_step)")
+    p.add_argument("--malloc", default="keep", choices=["keep", "glibc"],
+                   help="keep: gan_jax.host_memory.keep_freed_memory() as launch.py does (applies to torch too, "
+                        "same process); glibc: the allocator's defaults")
     p.add_argument("--json", help="append the JSON lines to this file")
     a = p.parse_args(argv)
+    malloc = a.malloc if a.malloc == "glibc" or host_memory.keep_freed_memory() else "glibc (keep unavailable)"
     configs = [parse_config(c) for c in (a.configs or (GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
-    print(json.dumps({"host_cpus_usable": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0],
+    print(json.dumps({"host_cpus_usable": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0], "malloc": malloc,
                       "devices": [str(d) for d in jax.devices()], "date": time.strftime("%Y-%m-%d %H:%M")}),
           flush=True)
     rows = []
 
     def emit(row):
+        row["malloc"] = malloc
         rows.append(row)
         print(json.dumps(row), flush=True)
         if a.json:

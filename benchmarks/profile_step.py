@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import ARCHS, make_config, parse_config  # noqa: E402
 
-from gan_jax import parallel, train  # noqa: E402
+from gan_jax import host_memory, parallel, train  # noqa: E402
 from gan_jax.models import layers  # noqa: E402
 
 
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plain_lax_conv", action="store_true",
                    help="profile with plain lax convolutions in the layers (the slow 'before' state)")
     a = p.parse_args(argv)
+    host_memory.keep_freed_memory()  # as launch.py does
     if a.plain_lax_conv:
         use_plain_lax_convolutions()
     arch, loss, batch = parse_config(a.config)

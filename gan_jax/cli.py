@@ -10,6 +10,8 @@ def run(train_and_evaluate: Callable[[Any, str], Any], config_help: str, workdir
     from absl import app, flags, logging
     from ml_collections import config_flags
 
+    from gan_jax import host_memory
+
     config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
     flags.DEFINE_string("workdir", None, workdir_help)
     flags.mark_flags_as_required(["config", "workdir"])
@@ -18,6 +20,7 @@ def run(train_and_evaluate: Callable[[Any, str], Any], config_help: str, workdir
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity("warning")  # orbax logs every save step at info
+        host_memory.keep_freed_memory()
         train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
     app.run(main)

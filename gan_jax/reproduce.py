@@ -19,7 +19,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from gan_jax import paper_tables
+from gan_jax import host_memory, paper_tables
 
 PERCENT = ("high_quality",)
 
@@ -128,6 +128,7 @@ def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     logging.set_verbosity(logging.WARNING)
+    host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
     run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods)
     text = markdown(table, run)
