@@ -1,0 +1,66 @@
+"""benchmarks/: the analytic FLOP count equals torch's FlopCounterMode, and bench.py times launch.py's step."""
+import importlib.util
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+sys.path.insert(0, BENCH)
+import bench  # noqa: E402
+import flops  # noqa: E402
+
+TORCH_REFERENCE = bench.DEFAULT_TORCH_REFERENCE
+
+
+# torch.utils.flop_counter.FlopCounterMode around one torch_reference.py step (torch 2.13.0, CPU).
+@pytest.mark.parametrize("arch,loss,batch,torch_count", [
+    ("dcgan32", "ns", 64, 29_186_588_672),
+    ("dcgan32", "wgan", 64, 91_551_694_848),
+    ("dcgan64", "ns", 128, 344_513_839_104),
+])
+def test_step_flops_equal_torch_flop_counter_records(arch, loss, batch, torch_count):
+    assert flops.step_flops(arch, loss, batch) == torch_count
+
+
+@pytest.mark.parametrize("arch,loss", [("dcgan32", "ns"), ("dcgan32", "wgan"), ("dcgan32", "hinge")])
+def test_step_flops_equal_torch_flop_counter_live(arch, loss):
+    torch = pytest.importorskip("torch")
+    if not os.path.exists(TORCH_REFERENCE):
+        pytest.skip(f"no {TORCH_REFERENCE}")
+    from torch.utils.flop_counter import FlopCounterMode
+    spec = importlib.util.spec_from_file_location("torch_reference", TORCH_REFERENCE)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    batch = 4
+    step, n_critic = ref.make_step(arch, loss, batch, "cpu", "fp32")
+    size, channels, _ = flops.ARCHS[arch]
+    reals = [torch.rand(batch, channels, size, size) * 2 - 1 for _ in range(n_critic)]
+    with FlopCounterMode(display=False) as counter:
+        step(reals)
+    assert flops.step_flops(arch, loss, batch) == counter.get_total_flops()
+
+
+def test_bench_times_the_launch_step_without_recompiling():
+    rows = bench.main(["--configs", "dcgan32:wgan:8", "--precisions", "f32", "--steps", "2", "--warmup", "0",
+                       "--repeats", "2", "--malloc", "glibc"])
+    (row,) = rows
+    assert row["impl"] == "gan_jax" and row["loss"] == "wgan" and row["malloc"] == "glibc"
+    assert row["compiles_while_timed"] == 0
+    assert len(row["step_ms_repeats"]) == 2 and row["g_steps_per_s"] > 0
+    assert row["flops_per_step"] == flops.step_flops("dcgan32", "wgan", 8)
+    assert row["images_per_s"] == pytest.approx(row["g_steps_per_s"] * 8 * 6, rel=1e-2)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("dcgan32:ns", "must be ARCH:LOSS:BATCH"),
+    ("dcgan48:ns:64", "arch must be one of"),
+    ("dcgan32:lsgan:64", "loss one of"),
+    ("dcgan32:ns:0", "batch >= 1"),
+])
+def test_bad_config_names_the_value_and_the_allowed_ones(text, message):
+    with pytest.raises(ValueError, match=message) as e:
+        bench.parse_config(text)
+    assert repr(text) in str(e.value)
+    with pytest.raises(ValueError, match="unknown loss 'lsgan'"):
+        flops.step_flops("dcgan32", "lsgan", 64)
