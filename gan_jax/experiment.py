@@ -154,8 +154,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
                 device_state, metrics = step_fn(device_state, step_fn.put_batch(host))
                 step += 1
                 pending.append((step, metrics))
-                boundary = (step % config.checkpoint_every == 0 or step == config.steps
-                            or stop.signum is not None)
+                # Read the flag once: a signal landing between two reads would skip the save yet stop.
+                signum = stop.signum
+                boundary = step % config.checkpoint_every == 0 or step == config.steps or signum is not None
                 if boundary or step % sync_every == 0:
                     _check_and_log(pending, writer, progress, config.log_every)
                     pending = []
@@ -164,13 +165,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
                 if boundary:
                     ckpt.save(step, step_fn.get_state(device_state))
                     _say(f"checkpoint at step {step}")
-                if stop.signum is not None:
+                if signum is not None:
                     ckpt.wait()
                     if ckpt.latest_step() != step:
                         raise RuntimeError(f"the checkpoint of step {step} is missing after the save; "
                                            f"latest is {ckpt.latest_step()}")
-                    _say(f"signal {stop.signum}: saved the checkpoint at step {step}; exiting")
-                    raise SystemExit(128 + stop.signum)
+                    _say(f"signal {signum}: saved the checkpoint at step {step}; exiting")
+                    raise SystemExit(128 + signum)
         final = step_fn.get_state(device_state)
         results = evaluate(gan, final, config)
         if is_chief:
