@@ -34,8 +34,10 @@ _CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test"
 _CIFAR_DIR, _CIFAR_TAR = "cifar-10-batches-py", "cifar-10-python.tar.gz"
 _CELEBA_IMAGES, _CELEBA_PARTITION = "img_align_celeba", "list_eval_partition.txt"
 _CELEBA_SPLITS = {"train": 0, "validation": 1, "test": 2}
-# Where the project keeps the original MNIST / Fashion-MNIST files: ../shared/data next to the checkout.
-PROJECT_MANUAL_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# Where the project keeps the original MNIST / Fashion-MNIST files: ../shared/data next to the checkout,
+# or $GAN_JAX_SHARED_DATA (a clone made elsewhere; .ci/run sets it from the repository it was cloned from).
+PROJECT_MANUAL_ROOT = Path(os.environ.get("GAN_JAX_SHARED_DATA")
+                           or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 FLAG_HINT = ("pass manual_dir= (flag --manual_dir of `python -m gan_jax.data`, config field "
              "data.manual_dir) pointing at the folder that holds them")
 
