@@ -25,6 +25,7 @@ def get_config(variant: str = "dcgan"):
     c.name = f"stacked_mnist_{variant}"
     c.data.name = "stacked_mnist"
     c.data.train_split = "train+test"
+    c.data.num_train = 128_000
     c.steps = 100_000
     c.batch_size = 64
     c.checkpoint_every = 5_000

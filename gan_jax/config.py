@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.sample_every = 1000  # visualisations (scatter plots, image grids)
     c.parallel = "shard_map"
     c.ema_decay = 0.0      # EMA of the generator weights (0: the EMA equals the weights)
-    # num_train: mixtures draw that many points; image datasets use the first num_train training images.
+    # num_train: mixtures draw that many points; image datasets use the first num_train training images;
+    # stacked_mnist stacks that many digit triples from its train_split.
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
                                             image_size=0, train_split="train"))
     c.model = ml_collections.ConfigDict(dict(

@@ -40,8 +40,10 @@ def make_source(config: ml_collections.ConfigDict, split: str = "train"):
     from gan_jax import data as data_lib
     if d.name not in data_lib.DATASET_NAMES:
         raise ValueError(f"unknown dataset {d.name!r}; allowed: {sorted(mixtures.MIXTURES) + list(data_lib.DATASET_NAMES)}")
+    stacked = d.name == "stacked_mnist"
     source = data_lib.make_image_source(d.name, d.data_dir or None, d.train_split if split == "train" else split,
-                                        image_size=d.image_size or None, manual_dir=d.manual_dir or None)
+                                        image_size=d.image_size or None, manual_dir=d.manual_dir or None,
+                                        stacked_size=d.num_train if stacked else None)
     return _RenameImage(source, min(len(source), d.num_train) if split == "train" else len(source))
 
 

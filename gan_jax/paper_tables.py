@@ -76,6 +76,25 @@ def _fid_table(dataset: str, lucic: dict[str, tuple[float, float]], floor: dict[
         classifier=f"experiments/classifier_{dataset}.py")
 
 
+def _stacked_metz_table(paper: dict[tuple[str, str], tuple[tuple[float, float], ...]]) -> Table:
+    sizes = {"quarter": "0.25", "half": "0.5"}  # PacGAN's directory names; method names are path parts
+    rows = tuple(Row(f"{m} D={sizes[size]}G", f"experiments/stacked_mnist_metz.py:{m.lower()}_{size}",
+                     dict(zip(("modes", "kl"), values)))
+                 for (m, size), values in paper.items())
+    return Table(
+        name="stacked_mnist_metz",
+        source=("Lin et al. 2018 (PacGAN), Table 3 (Metz et al. 2016 setting; its DCGAN and PacDCGAN rows, PacGAN's "
+                "implementation; the Unrolled GAN rows are not implemented here)"),
+        protocol=("3 uniformly drawn MNIST-train digits per image in [-1, 1]; Metz et al.'s small nets (G 256-d z -> "
+                  "4x4x64 -> 7x7x32 -> 14x14x16 -> 28x28x8 -> 3; D 3x3 stride-2 convolutions 2-4-8 (1/4) or 4-8-16 "
+                  "(1/2), BN, LeakyReLU 0.3); non-saturating loss, Adam D 2e-4 / G 1e-4, betas (0.5, 0.99), 128 "
+                  "packed examples per step; 25,600 samples, each channel read by our MNIST classifier; modes = "
+                  "distinct digit triples (of 1000), KL(generated triples || uniform). Paper: mean +- standard "
+                  "error over 50 trials."),
+        metrics=("modes", "kl"), rows=rows, floor={"modes": 1000, "kl": 0.0196}, paper_steps=500_000,
+        paper_seeds=50, classifier="experiments/classifier_mnist.py")
+
+
 TABLES: dict[str, Table] = {t.name: t for t in (
     _mixture_table("ring", {
         "GAN": ((6.3, 0.5), (0.982, 0.002), (0.45, 0.09)),
@@ -100,8 +119,15 @@ TABLES: dict[str, Table] = {t.name: t for t in (
               Row("PacDCGAN3", "experiments/stacked_mnist.py:pacdcgan3", {"modes": (1000.0, 0.0), "kl": (0.06, 0.003)}),
               Row("PacDCGAN4", "experiments/stacked_mnist.py:pacdcgan4", {"modes": (1000.0, 0.0), "kl": (0.07, 0.005)})),
         floor={"modes": 1000, "kl": 0.0193}, paper_steps=100_000, paper_seeds=10,
+        classifier="experiments/classifier_mnist.py",
         not_here=("needs a GPU: 100k steps of the VEEGAN-setting 5x5 DCGAN take ~7.4 s/step on this 2-core CPU "
                   "(paper_tables.md section 3); no lent GPU has had time for it yet (BENCHMARKS.md used the one lease)")),
+    _stacked_metz_table({
+        ("DCGAN", "quarter"): ((78.5, 17.56), (5.21, 0.19)), ("PacDCGAN2", "quarter"): ((484.5, 32.99), (2.61, 0.22)),
+        ("PacDCGAN3", "quarter"): ((601.3, 32.18), (2.00, 0.17)), ("PacDCGAN4", "quarter"): ((667.4, 29.00), (1.81, 0.15)),
+        ("DCGAN", "half"): ((487.7, 34.59), (2.24, 0.15)), ("PacDCGAN2", "half"): ((840.7, 15.92), (1.00, 0.05)),
+        ("PacDCGAN3", "half"): ((866.6, 12.10), (0.90, 0.04)), ("PacDCGAN4", "half"): ((820.2, 25.50), (1.15, 0.14)),
+    }),
     Table(
         name="parzen_mnist",
         source="Goodfellow et al. 2014, Table 1 (MNIST column)",

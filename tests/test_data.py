@@ -203,6 +203,33 @@ def test_stacked_mnist_channels_are_the_drawn_digits(mnist, train):
         make_image_source("mnist", data_dir, "train", stacked_seed=1)
 
 
+def test_stacked_mnist_reads_each_digit_record_once():
+    from gan_jax.data.sources import StackedMnistRecords
+
+    class Digits:
+        def __init__(self):
+            self.reads = []
+
+        def __len__(self):
+            return 50
+
+        def __getitems__(self, idx):
+            self.reads += idx
+            return [{"image": np.full((28, 28, 1), i, np.uint8), "label": i % 10} for i in idx]
+
+    digits = Digits()
+    stacked = StackedMnistRecords(digits, num_examples=1000, seed=1)
+    first = stacked.__getitems__(np.arange(1000))
+    assert sorted(digits.reads) == list(range(50))  # 3,000 digits drawn, each of the 50 records read once
+    again = stacked.__getitems__([5, 999])
+    assert len(digits.reads) == 50
+    d = stacked.digit_indices([5, 999])
+    for k, i in enumerate((5, 999)):
+        np.testing.assert_array_equal(again[k]["image"], first[i]["image"])
+        np.testing.assert_array_equal(again[k]["image"][0, 0], d[k])  # channel c holds digit record d[k, c]
+        assert again[k]["label"] == 100 * (d[k, 0] % 10) + 10 * (d[k, 1] % 10) + d[k, 2] % 10
+
+
 def test_stacked_digits_are_uniform_and_independent():
     n = 30_000
     d = stacked_digit_indices(0, np.arange(n), 10)

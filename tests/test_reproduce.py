@@ -21,6 +21,21 @@ def test_registry_configs_exist_for_tables_produced_here():
                 assert reproduce.load_config(row.config, ROOT).paper
 
 
+def test_stacked_mnist_metz_rows_follow_pacgan_table_3():
+    table = paper_tables.get_table("stacked_mnist_metz")
+    assert table.classifier == "experiments/classifier_mnist.py" and not table.not_here
+    for row in table.rows:
+        config = reproduce.load_config(row.config, ROOT)
+        pack = config.model.pack
+        assert row.method.startswith(f"PacDCGAN{pack}" if pack > 1 else "DCGAN")
+        assert config.batch_size == 128 * pack and config.model.critic["channels"] == 3 * pack
+        assert config.model.critic["widths"] == ((2, 4, 8) if "D=0.25G" in row.method else (4, 8, 16))
+        assert (config.eval.num_samples, config.steps, config.model.latent_dim) == (25_600, 500_000, 256)
+    assert table.row("PacDCGAN2 D=0.25G").paper == {"modes": (484.5, 32.99), "kl": (2.61, 0.22)}
+    with pytest.raises(ValueError, match="unknown variant 'dcgan_third'; allowed: \\['dcgan', 'dcgan_quarter'"):
+        reproduce.load_config("experiments/stacked_mnist_metz.py:dcgan_third", ROOT)
+
+
 def test_markdown_puts_mean_and_std_beside_the_paper():
     table = paper_tables.get_table("mixture_ring")
     run = {"seeds": 2, "steps": 10, "results": {

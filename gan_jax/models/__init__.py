@@ -24,12 +24,14 @@ GENERATORS = {
     "mlp": "mlp:MLPGenerator",
     "dcgan": "dcgan:DCGANGenerator",
     "goodfellow": "goodfellow:GoodfellowGenerator",
+    "metz": "metz:MetzGenerator",                           # Stacked MNIST, Metz et al. 2016 / PacGAN Table 3
     "conditional": "conditional:ConditionalGenerator",      # wraps `base` (cGAN, Mirza & Osindero 2014)
 }
 CRITICS = {
     "mlp": "mlp:MLPCritic",
     "dcgan": "dcgan:DCGANDiscriminator",
     "goodfellow": "goodfellow:GoodfellowDiscriminator",
+    "metz": "metz:MetzDiscriminator",
     "label_concat": "conditional:LabelConcatCritic",        # wraps `base` (cGAN)
     "acgan": "conditional:ACGANCritic",                     # wraps `base` (Odena et al. 2017)
     "projection": "conditional:ProjectionCritic",           # wraps `base` (Miyato & Koyama 2018)
