@@ -81,7 +81,8 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
     if not np.isfinite(value):
         return "∞" if value > 0 else "NaN"
     scale, unit = (100.0, " %") if metric in PERCENT else (1.0, "")
-    text = f"{value * scale:.3g}"
+    v = value * scale
+    text = f"{int(v)}" if v.is_integer() and abs(v) < 1e6 else f"{v:.3g}"  # 1000 modes, not 1e+03
     if spread is not None:
         text += f" ± {spread * scale:.2g}"
     return text + unit

@@ -46,6 +46,7 @@ def test_markdown_puts_mean_and_std_beside_the_paper():
     assert "PacGAN2" not in text  # only the methods that were run
     assert "| perfect sampler (floor) | 8 |  | 98.9 % |  | 0.0014 |  |" in text
     assert "Lin et al. 2018 (PacGAN), Table 1, 2D-ring" in text
+    assert [reproduce._fmt("modes", v) for v in (1000.0, 295.0, 0.0196)] == ["1000", "295", "0.0196"]
 
 
 def test_unknown_table_and_tables_not_produced_here_say_why():
