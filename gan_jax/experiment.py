@@ -260,7 +260,7 @@ def _stacked_mnist_modes(gan, state, config, net) -> dict[str, float]:
     fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
                            for i in range(0, n, 1000)])
     stats = stacked_mnist_modes(fake, lambda x: net.apply_fn(x)[1])
-    return {"modes": float(stats["modes"]), "kl": stats["kl"]}
+    return {"modes": float(stats["modes"]), "kl": stats["kl"], "confident": stats["confident"]}
 
 
 def _parzen(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, float]:

@@ -21,7 +21,7 @@ from absl import app, flags, logging
 
 from gan_jax import host_memory, paper_tables
 
-PERCENT = ("high_quality",)
+PERCENT = ("high_quality", "confident")
 
 
 def load_config(spec: str, root: str):

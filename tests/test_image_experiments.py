@@ -90,7 +90,8 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     stacked = small(importlib.import_module("experiments.stacked_mnist").get_config("pacdcgan2"), data_dir)
     stacked.eval.classifier_dir, stacked.eval.num_samples = str(tmp_path / "clf"), 40
     results = experiment.train_and_evaluate(stacked, str(tmp_path / "stacked"), devices=ONE_DEVICE)
-    assert set(results) == {"modes", "kl"} and 1 <= results["modes"] <= 40
+    assert set(results) == {"modes", "kl", "confident"} and 1 <= results["modes"] <= 40
+    assert 0.0 <= results["confident"] <= 1.0
     assert np.log(1000 / 40) - 1e-6 <= results["kl"] <= np.log(1000) + 1e-6  # 40 samples hit at most 40 modes
 
 

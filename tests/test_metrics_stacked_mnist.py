@@ -52,6 +52,11 @@ def test_channels_are_read_as_hundreds_tens_units():
     ids = 100 * digits[:, 0] + 10 * digits[:, 1] + digits[:, 2]
     assert result["modes"] == len(np.unique(ids)) and result["num_samples"] == 50
     np.testing.assert_allclose(result["kl"], sm.mode_statistics(jnp.asarray(ids))["kl"], rtol=1e-6)
+    assert result["confident"] == 0.0  # one-hot logits: softmax max e / (e + 9) = 0.23
+    unsure_blue = lambda x: classify(x) * 20 * jnp.where(jnp.arange(len(x)) % 3 == 2, 0.05, 1.0)[:, None]  # noqa: E731
+    # Channels are classified in the order sample 0 R, G, B, sample 1 R, ...: every B gets max prob e / (e + 9) < 0.9.
+    assert sm.stacked_mnist_modes(images, lambda x: classify(x) * 20, batch_size=64)["confident"] == 1.0
+    assert sm.stacked_mnist_modes(images, unsure_blue, batch_size=60)["confident"] == 0.0
 
 
 def test_bad_shapes_are_rejected():

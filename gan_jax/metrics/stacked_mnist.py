@@ -28,6 +28,7 @@ from gan_jax.metrics.features import batched_apply
 NUM_MODES = 1000
 NUM_SAMPLES = 26_000
 NUM_SAMPLES_METZ = 25_600
+CONFIDENCE = 0.9
 
 
 def mode_ids(digits: jax.Array) -> jax.Array:
@@ -44,22 +45,32 @@ def mode_statistics(ids: jax.Array, num_modes: int = NUM_MODES) -> dict[str, jax
     return {"modes": jnp.sum(counts > 0), "kl": jnp.sum(xlogy(p, num_modes * p))}
 
 
-def channel_digits(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
+def channel_logits(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
                    batch_size: int = 1000) -> np.ndarray:
-    """Digits [N, 3] of images [N, 28, 28, 3] in [−1, 1]: argmax of classify_fn's logits [B, 10] on
-    each channel as its own 28×28×1 image."""
+    """classify_fn's logits [N, 3, 10] of images [N, 28, 28, 3] in [−1, 1], each channel read as its
+    own 28×28×1 image."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"Stacked-MNIST images must be [N, H, W, 3], got shape {images.shape}")
     n, h, w, _ = images.shape
     channels = jnp.moveaxis(jnp.asarray(images), -1, 1).reshape(n * 3, h, w, 1)
-    logits = batched_apply(classify_fn, channels, batch_size)
-    return np.argmax(logits, axis=-1).reshape(n, 3)
+    return np.asarray(batched_apply(classify_fn, channels, batch_size)).reshape(n, 3, -1)
+
+
+def channel_digits(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
+                   batch_size: int = 1000) -> np.ndarray:
+    """Digits [N, 3] of images [N, 28, 28, 3]: the argmax of each channel's logits."""
+    return np.argmax(channel_logits(images, classify_fn, batch_size), axis=-1)
 
 
 def stacked_mnist_modes(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
                         batch_size: int = 1000) -> dict[str, float | int]:
-    """{"modes", "kl", "num_samples"} of generated images [N, 28, 28, 3] (N = `NUM_SAMPLES` in the
-    papers' protocol), each channel classified by classify_fn (e.g. `lenet_features(dir).apply_fn`'s
-    logits)."""
-    stats = mode_statistics(mode_ids(jnp.asarray(channel_digits(images, classify_fn, batch_size))))
-    return {"modes": int(stats["modes"]), "kl": float(stats["kl"]), "num_samples": int(images.shape[0])}
+    """{"modes", "kl", "confident", "num_samples"} of generated images [N, 28, 28, 3] (N = `NUM_SAMPLES`
+    in the papers' protocol), each channel classified by classify_fn (e.g. `lenet_features(dir).apply_fn`'s
+    logits). The papers count a triple however unsure the classifier is, so blurred samples can hit
+    many modes by chance; "confident" (not in the papers) is the fraction of samples whose three channels
+    all get a class probability >= `CONFIDENCE`, to read beside the mode count (real data: 0.972)."""
+    logits = jnp.asarray(channel_logits(images, classify_fn, batch_size))
+    stats = mode_statistics(mode_ids(jnp.argmax(logits, axis=-1)))
+    sure = jnp.all(jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1) >= CONFIDENCE, axis=-1)
+    return {"modes": int(stats["modes"]), "kl": float(stats["kl"]), "confident": float(jnp.mean(sure)),
+            "num_samples": int(images.shape[0])}
