@@ -11,7 +11,7 @@ uniformly per image, pixels in [-1, 1]; nets of gan_jax.models.metz (G 256-d N(0
 packed examples per step (PacDCGANm: 128 m images); 500,000 updates; 25,600 samples evaluated, each
 channel read by our MNIST classifier (experiments/classifier_mnist.py). The paper draws fresh digits every
 step; here 12.8M triples (100,000 steps of 128, ~12,800 per mode) are a pure function of (seed, index),
-never stored (an epoch's shuffle of them takes ~5 s).
+never stored (shuffling them took 8 s, once per epoch).
 Difference: PacGAN's sampler normalises with the evaluation batch's statistics; ours uses the running
 averages (eval mode), like every gan_jax evaluation.
 """
