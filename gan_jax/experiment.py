@@ -88,8 +88,18 @@ def _reference_batch(source, config: ml_collections.ConfigDict) -> np.ndarray | 
     return np.asarray(source.__getitems__(np.arange(n))["x"]) if n else None
 
 
-def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None) -> Any:
-    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape, reference), key)
+def _marginals(source, gan: train.GAN, chunk: int = 10_000) -> np.ndarray | None:
+    """The training set's mean example in [0, 1] pixels, for a generator whose output bias starts there
+    (Goodfellow et al. 2014: the mean of MNIST train[0:50000]); None for other generators."""
+    if getattr(gan.generator, "output_bias", "zeros") != "marginals":
+        return None
+    total = sum(np.asarray(source.__getitems__(np.arange(i, min(i + chunk, len(source))))["x"], np.float64).sum(0)
+                for i in range(0, len(source), chunk))
+    return ((total / len(source) + 1.0) / 2.0).astype(np.float32)
+
+
+def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None, marginals=None) -> Any:
+    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape, reference, marginals), key)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
@@ -126,10 +136,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
     ckpt.check_config()
     key = jax.random.key(config.seed)
     reference = _reference_batch(source, config)
-    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()), reference)
+    marginals = _marginals(source, gan)
+    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()), reference, marginals)
     state = ckpt.restore(abstract)
     if state is None:
-        state = jax.jit(lambda k: train.init_state(gan, k, data_shape, reference),
+        state = jax.jit(lambda k: train.init_state(gan, k, data_shape, reference, marginals),
                         out_shardings=NamedSharding(mesh, P()))(key)
         _say(f"new run in {workdir}")
     start = int(jax.device_get(state.step))

@@ -15,6 +15,12 @@ PyTorch equivalence (g = gradient, t = step count from 1, all states start at 0)
   ``eps_in_sqrt=True``, i.e. ``g / sqrt(v + eps)``), so it is built with ``decay=α``,
   ``eps_in_sqrt=False``, ``initial_scale=0``, no bias correction.
 * SGD: ``b = μ b + g`` (torch's momentum buffer with dampening 0), ``p -= lr · b``.
+
+Schedules of pylearn2 (the code of Goodfellow et al. 2014), for any optimiser: ``learning_rate_decay``
+d > 1 divides the learning rate by d after every update, floored at ``min_learning_rate``
+(``sgd.ExponentialDecay``: lr_t = max(lr · d^−t, lr_min)); for SGD, ``final_momentum`` with
+``momentum_ramp = (t0, t1)`` moves μ linearly from ``momentum`` at update t0 to ``final_momentum`` at
+t1 (``learning_rule.MomentumAdjustor``, which steps once per epoch; here per update).
 """
 from __future__ import annotations
 
@@ -87,10 +93,43 @@ def weight_clipping(clip: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _decayed(learning_rate, decay_factor: float | None, floor: float | None):
+    """pylearn2's ExponentialDecay as an optax schedule (or `learning_rate` itself without one)."""
+    if decay_factor is None:
+        if floor is not None:
+            raise ValueError(f"min_learning_rate={floor} needs a learning_rate_decay")
+        return learning_rate
+    if callable(learning_rate):
+        raise ValueError("learning_rate_decay needs a numeric learning_rate, not a schedule")
+    if isinstance(decay_factor, bool) or not isinstance(decay_factor, numbers.Real) or not decay_factor > 1.0:
+        raise ValueError(f"learning_rate_decay must be a number > 1 (the divisor per update), got {decay_factor!r}")
+    if floor is not None and not 0.0 <= floor < learning_rate:
+        raise ValueError(f"min_learning_rate must be in [0, learning_rate={learning_rate}), got {floor!r}")
+    return optax.exponential_decay(learning_rate, transition_steps=1, decay_rate=1.0 / decay_factor,
+                                   end_value=floor or None)
+
+
+def _momentum_schedule(momentum: float | None, final: float | None, ramp: tuple[int, int] | None):
+    """pylearn2's MomentumAdjustor as an optax schedule (or `momentum` itself without one)."""
+    if (final is None) != (ramp is None):
+        raise ValueError(f"final_momentum and momentum_ramp go together; got final_momentum={final!r}, "
+                         f"momentum_ramp={ramp!r}")
+    if final is None:
+        return momentum
+    if momentum is None:
+        raise ValueError("final_momentum needs an initial momentum")
+    if len(ramp) != 2 or not 0 <= ramp[0] < ramp[1]:
+        raise ValueError(f"momentum_ramp must be (start, end) updates with 0 <= start < end, got {ramp!r}")
+    return optax.linear_schedule(momentum, final, transition_steps=int(ramp[1] - ramp[0]),
+                                 transition_begin=int(ramp[0]))
+
+
 def make_optimizer(name: str, learning_rate, *, b1: float | None = None,
                    b2: float | None = None, eps: float | None = None,
                    weight_clip: float | None = None, decay: float | None = None,
-                   momentum: float | None = None) -> optax.GradientTransformation:
+                   momentum: float | None = None, learning_rate_decay: float | None = None,
+                   min_learning_rate: float | None = None, final_momentum: float | None = None,
+                   momentum_ramp: tuple[int, int] | None = None) -> optax.GradientTransformation:
     """An optimiser by name, with PyTorch's update rule and defaults.
 
     Args:
@@ -103,6 +142,12 @@ def make_optimizer(name: str, learning_rate, *, b1: float | None = None,
         optimiser (WGAN: ``make_optimizer("rmsprop", 5e-5, weight_clip=0.01)``).
       decay: RMSProp's squared-gradient decay α (default 0.99 as in torch). RMSProp only.
       momentum: SGD momentum μ (default none). SGD only.
+      learning_rate_decay: d > 1: lr_t = max(lr · d^−t, min_learning_rate) at update t = 0, 1, ...
+        (pylearn2's ExponentialDecay; Goodfellow et al. 2014: d = 1.000004, lr_min = 1e-6).
+      min_learning_rate: the floor of that decay (default 0).
+      final_momentum, momentum_ramp: SGD momentum moving linearly from ``momentum`` at update
+        ``momentum_ramp[0]`` to ``final_momentum`` at ``momentum_ramp[1]`` (pylearn2's
+        MomentumAdjustor; Goodfellow et al. 2014: 0.5 → 0.7 over epochs 1–250). SGD only; both or neither.
 
     Options that do not apply to the chosen optimiser raise ``ValueError`` rather than being
     ignored.
@@ -111,19 +156,22 @@ def make_optimizer(name: str, learning_rate, *, b1: float | None = None,
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZER_NAMES}")
     if not callable(learning_rate):
         learning_rate = _positive(learning_rate, "learning_rate")
-    given = {k: v for k, v in dict(b1=b1, b2=b2, eps=eps, decay=decay,
-                                   momentum=momentum).items() if v is not None}
+    given = {k: v for k, v in dict(b1=b1, b2=b2, eps=eps, decay=decay, momentum=momentum,
+                                   final_momentum=final_momentum, momentum_ramp=momentum_ramp).items()
+             if v is not None}
     allowed = {"adam": ("b1", "b2", "eps"), "rmsprop": ("eps", "decay"),
-               "sgd": ("momentum",)}[name]
+               "sgd": ("momentum", "final_momentum", "momentum_ramp")}[name]
     extra = sorted(set(given) - set(allowed))
     if extra:
         raise ValueError(f"make_optimizer({name!r}): option(s) {extra} do not apply; "
                          f"{name} accepts {allowed}")
     if "eps" in given:
         _positive(eps, "eps")
-    for key in ("b1", "b2", "decay", "momentum"):
+    for key in ("b1", "b2", "decay", "momentum", "final_momentum"):
         if key in given and not 0.0 <= given[key] < 1.0:
             raise ValueError(f"{key} must be in [0, 1), got {given[key]}")
+    learning_rate = _decayed(learning_rate, learning_rate_decay, min_learning_rate)
+    momentum = _momentum_schedule(momentum, final_momentum, momentum_ramp)
 
     if name == "adam":
         opt = optax.adam(learning_rate, b1=0.9 if b1 is None else b1,
@@ -134,6 +182,8 @@ def make_optimizer(name: str, learning_rate, *, b1: float | None = None,
                             eps=1e-8 if eps is None else eps, initial_scale=0.0,
                             eps_in_sqrt=False, centered=False, momentum=None,
                             bias_correction=False)
+    elif callable(momentum):
+        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum)
     else:
         opt = optax.sgd(learning_rate, momentum=momentum or None)
     if weight_clip is not None:

@@ -24,6 +24,7 @@ from flax import struct
 from jax import lax
 
 from gan_jax import config as config_lib, losses, models
+from gan_jax.models import goodfellow
 from gan_jax.models.normalization import REFERENCE, set_vbn_reference
 
 AXIS = "batch"
@@ -75,15 +76,20 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GA
                config=config)
 
 
-def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference: jax.Array | None = None) -> GANState:
+def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference: jax.Array | None = None,
+               marginals: jax.Array | None = None) -> GANState:
     """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1)).
 
     `reference`: the fixed real batch of a critic with virtual batch norm (Salimans et al. 2016).
+    `marginals`: the training set's mean example in [0, 1] pixels (shape `data_shape`), for a generator
+    whose output bias starts from it (`output_bias="marginals"`, Goodfellow et al. 2014's code).
     """
     k_g, k_d, k_run = jax.random.split(key, 3)
     cfg = gan.config
     labels = (jnp.zeros((1,), jnp.int32),) if cfg.model.num_classes else ()
     g_vars = gan.generator.init(k_g, jnp.zeros((1, cfg.model.latent_dim)), *labels, train=False)
+    if getattr(gan.generator, "output_bias", "zeros") == "marginals":
+        g_vars = _output_bias_from_marginals(g_vars, marginals, data_shape)
     d_vars = gan.critic.init(k_d, models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack), *labels,
                              train=False)
     if cfg.loss.gradient_penalty and any("BatchNorm" in "/".join(map(str, path)) for path, _ in
@@ -103,6 +109,17 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference:
     g = model_state(g_vars, gan.generator_tx)
     return GANState(step=jnp.zeros((), jnp.int32), key=k_run, generator=g,
                     critic=model_state(d_vars, gan.critic_tx), ema_params=jax.tree.map(jnp.copy, g.params))
+
+
+def _output_bias_from_marginals(g_vars, marginals: jax.Array | None, data_shape: tuple[int, ...]):
+    if marginals is None:
+        raise ValueError("the generator's output_bias='marginals' needs the training data's mean example: "
+                         "init_state(..., marginals=...)")
+    if tuple(marginals.shape) != tuple(data_shape):
+        raise ValueError(f"marginals have shape {tuple(marginals.shape)}; the data's examples have {tuple(data_shape)}")
+    params = dict(g_vars["params"])
+    params["output"] = {**params["output"], "bias": goodfellow.sigmoid_bias_from_marginals(marginals.reshape(-1))}
+    return {**g_vars, "params": params}
 
 
 def _apply(module: nn.Module, params, batch_stats, inputs: tuple, train: bool, rng: jax.Array | None = None):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax.models.goodfellow import GoodfellowDiscriminator, GoodfellowGenerator
+from gan_jax.models.goodfellow import GoodfellowDiscriminator, GoodfellowGenerator, sigmoid_bias_from_marginals
 
 # "rbg" keys: flax init with threefry keys took 17 s to compile for a small DCGAN critic here, with rbg 2 s.
 KEY = jax.random.key(0, impl="rbg")
@@ -47,7 +47,7 @@ def test_generator_output(nets):
     z = np.asarray(jax.random.normal(KEY, (5, 100)), np.float64)
     h = np.maximum(z @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"], 0)
     h = np.maximum(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
-    a = h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]
+    a = h @ p["output"]["kernel"] + p["output"]["bias"]
     np.testing.assert_allclose(x.reshape(5, -1), 2.0 / (1.0 + np.exp(-a)) - 1.0, rtol=1e-4, atol=1e-6)
 
 
@@ -127,3 +127,39 @@ def test_jit_grad_and_bfloat16(nets):
     s16, s32 = (jax.jit(functools.partial(net.apply, train=False))(big, x16) for net in (d16, d))
     chex.assert_type(s16, jnp.float32)
     np.testing.assert_allclose(s16, s32, rtol=0.05, atol=0.05 * float(jnp.abs(s32).max()))
+
+
+def test_sigmoid_bias_from_marginals_is_pylearn2s():
+    mean = jnp.asarray([0.0, 1e-9, 0.25, 0.5, 0.9, 1.0])
+    b = sigmoid_bias_from_marginals(mean)
+    np.testing.assert_allclose(jax.nn.sigmoid(b), np.clip(np.asarray(mean), 1e-7, 1 - 1e-7), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(b[:2], np.log(1e-7 / (1 - 1e-7)), rtol=1e-5)  # -16.1 for always-black pixels
+    np.testing.assert_allclose(b[3], 0.0, atol=1e-7)
+    # The same bias gives the gradient of its own mean: finite at the clipped ends.
+    assert np.all(np.isfinite(jax.grad(lambda m: sigmoid_bias_from_marginals(m).sum())(mean[2:5])))
+
+
+def test_init_state_starts_the_generator_at_the_mean_image():
+    from experiments.goodfellow2014_mnist import get_config
+    from gan_jax import train
+
+    config = get_config()
+    config.model.generator.hidden = config.model.critic.hidden = (16, 16)
+    assert config.model.generator.output_bias == "marginals"
+    gan = train.build(config)
+    rng = np.random.default_rng(0)
+    marginals = jnp.asarray(rng.uniform(0.0, 1.0, (28, 28, 1)) * (rng.uniform(size=(28, 28, 1)) > 0.3), jnp.float32)
+    state = jax.jit(lambda k: train.init_state(gan, k, (28, 28, 1), marginals=marginals))(KEY)
+    bias = state.generator.params["output"]["bias"]
+    np.testing.assert_allclose(bias, sigmoid_bias_from_marginals(marginals.reshape(-1)), rtol=1e-5, atol=1e-6)
+    assert float(bias.min()) < -16.0  # the zero marginals
+    # With its small weights (U(±0.05)) G starts near the mean image, in the [-1, 1] pixel scale.
+    x = gan.generator.apply({"params": state.generator.params}, jax.random.normal(KEY, (4, 100)), train=False)
+    np.testing.assert_allclose((np.asarray(x) + 1) / 2, np.broadcast_to(marginals, (4, 28, 28, 1)), atol=0.05)
+    with pytest.raises(ValueError, match="output_bias='marginals' needs the training data's mean example"):
+        train.init_state(gan, KEY, (28, 28, 1))
+    with pytest.raises(ValueError, match=r"marginals have shape \(784,\); the data's examples have \(28, 28, 1\)"):
+        train.init_state(gan, KEY, (28, 28, 1), marginals=marginals.reshape(-1))
+    config.model.generator.output_bias = "mean"
+    with pytest.raises(ValueError, match=r"unknown output_bias 'mean'; allowed: \('zeros', 'marginals'\)"):
+        train.init_state(train.build(config), KEY, (28, 28, 1), marginals=marginals)

@@ -238,3 +238,57 @@ def test_make_optimizer_errors():
         make_optimizer("adam", 1e-3, b1=1.0)
     with pytest.raises(ValueError, match="eps"):
         make_optimizer("adam", 1e-3, eps=0.0)
+
+
+# ----------------------------------------------------------------------------- pylearn2 schedules
+
+
+def _scheduled_sgd(p, grads, lr, decay, floor, momentum, final, ramp):
+    """b = μ_t b + g, p -= lr_t b with lr_t = max(lr d^-t, floor), μ_t linear from momentum to final on ramp."""
+    p, b = np.asarray(p, np.float64).copy(), 0.0
+    for t, g in enumerate(grads):
+        mu = momentum + (final - momentum) * np.clip((t - ramp[0]) / (ramp[1] - ramp[0]), 0.0, 1.0)
+        b = mu * b + np.asarray(g, np.float64)
+        p = p - max(lr * decay ** -t, floor) * b
+    return p
+
+
+def test_sgd_with_pylearn2_decay_and_momentum_ramp_matches_the_formula():
+    params = _params(16)
+    grads = _grads(17, 7, params)
+    # lr 0.1 / 1.5^t reaches the floor 0.03 at t = 3; momentum 0.5 → 0.7 over updates 1..4.
+    opt = make_optimizer("sgd", 0.1, momentum=0.5, learning_rate_decay=1.5, min_learning_rate=0.03,
+                         final_momentum=0.7, momentum_ramp=(1, 4))
+    p = _run(opt, params, grads)
+    for name in params:
+        expected = _scheduled_sgd(params[name], [g[name] for g in grads], 0.1, 1.5, 0.03, 0.5, 0.7, (1, 4))
+        np.testing.assert_allclose(p[name], expected, rtol=1e-5, atol=1e-6)
+    # Without the schedules the result differs (the test can fail).
+    assert not np.allclose(np.asarray(_run(make_optimizer("sgd", 0.1, momentum=0.5), params, grads)["conv"]),
+                           np.asarray(p["conv"]), rtol=1e-2)
+    # The decay alone applies to any optimiser: Adam with lr_t = 1e-3 · 2^-t.
+    adam = _run(make_optimizer("adam", 1e-3, learning_rate_decay=2.0), params, grads)
+    scheduled = _run(make_optimizer("adam", optax.exponential_decay(1e-3, 1, 0.5)), params, grads)
+    np.testing.assert_allclose(adam["conv"], scheduled["conv"], rtol=1e-6)
+
+
+def test_schedule_option_errors():
+    for bad in (1.0, 0.9, -2.0, True):
+        with pytest.raises(ValueError, match=f"learning_rate_decay must be a number > 1.*{bad!r}"):
+            make_optimizer("sgd", 0.1, learning_rate_decay=bad)
+    with pytest.raises(ValueError, match="min_learning_rate=1e-06 needs a learning_rate_decay"):
+        make_optimizer("sgd", 0.1, min_learning_rate=1e-6)
+    with pytest.raises(ValueError, match=r"min_learning_rate must be in \[0, learning_rate=0.1\), got 0.5"):
+        make_optimizer("sgd", 0.1, learning_rate_decay=1.1, min_learning_rate=0.5)
+    with pytest.raises(ValueError, match="learning_rate_decay needs a numeric learning_rate"):
+        make_optimizer("sgd", optax.constant_schedule(0.1), learning_rate_decay=1.1)
+    with pytest.raises(ValueError, match="final_momentum and momentum_ramp go together"):
+        make_optimizer("sgd", 0.1, momentum=0.5, final_momentum=0.7)
+    with pytest.raises(ValueError, match=r"momentum_ramp must be \(start, end\).*\(5, 5\)"):
+        make_optimizer("sgd", 0.1, momentum=0.5, final_momentum=0.7, momentum_ramp=(5, 5))
+    with pytest.raises(ValueError, match="final_momentum needs an initial momentum"):
+        make_optimizer("sgd", 0.1, final_momentum=0.7, momentum_ramp=(0, 5))
+    with pytest.raises(ValueError, match="final_momentum must be in"):
+        make_optimizer("sgd", 0.1, momentum=0.5, final_momentum=1.0, momentum_ramp=(0, 5))
+    with pytest.raises(ValueError, match=r"\['final_momentum', 'momentum_ramp'\] do not apply"):
+        make_optimizer("adam", 1e-3, final_momentum=0.7, momentum_ramp=(0, 5))

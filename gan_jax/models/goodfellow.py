@@ -10,9 +10,12 @@ D: maxout 240 units × 5 pieces → maxout 240 × 5 → 1 logit, weights U(−0.
 The paper's pixels are in [0, 1] and our images in [−1, 1], so G outputs 2σ(a) − 1 and D first maps
 its input back by (x + 1)/2: in [0, 1] pixel space both nets, their parameters and gradients are the
 paper's exactly. (Feeding D the [−1, 1] images directly doubles its first layer's inputs, i.e. scales
-that layer's gradient steps by 4 at the paper's lr 0.1; the run diverged by step 325.) Not reproduced:
-G's data-dependent output-bias init (logit of the pixel marginals; biases start at 0). G's output is
-reshaped to [28, 28, 1]. D returns the logit; the sigmoid is in the loss.
+that layer's gradient steps by 4 at the paper's lr 0.1; the run diverged by step 325.) G's output
+bias starts at 0, or with `output_bias="marginals"` at the yaml's data-dependent init
+(`init_sigmoid_bias_from_marginals`): b = logit(clip(mean training pixel, 1e-7, 1 − 1e-7)), so G starts
+at the mean image and border pixels start at σ(−16) ≈ 0; `train.init_state` sets it from the pixel
+marginals it is given (:func:`sigmoid_bias_from_marginals`). G's output is reshaped to [28, 28, 1].
+D returns the logit; the sigmoid is in the loss.
 """
 from __future__ import annotations
 
@@ -33,22 +36,39 @@ def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
     return init
 
 
+OUTPUT_BIAS_INITS: tuple[str, ...] = ("zeros", "marginals")
+
+
+def sigmoid_bias_from_marginals(mean: jax.Array) -> jax.Array:
+    """pylearn2's `init_sigmoid_bias_from_array`: b with σ(b) = the data's mean pixel (in [0, 1]),
+    clipped to [1e-7, 1 − 1e-7] so that always-black pixels get a finite bias (−16.1)."""
+    p = jnp.clip(jnp.asarray(mean, jnp.float32), 1e-7, 1.0 - 1e-7)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
 class GoodfellowGenerator(nn.Module):
-    """z [B, latent] → x [B, *out_shape] in (−1, 1): ReLU hidden layers, output 2σ(a) − 1."""
+    """z [B, latent] → x [B, *out_shape] in (−1, 1): ReLU hidden layers, output 2σ(a) − 1.
+
+    `output_bias`: "zeros", or "marginals" for the paper's init of the "output" layer's bias from the
+    training pixels (set by `train.init_state`, which needs the marginals for it).
+    """
 
     hidden: Sequence[int] = (1200, 1200)
     out_shape: Sequence[int] = (28, 28, 1)
     init_range: float = 0.05
+    output_bias: str = "zeros"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         del train  # no batch statistics or dropout in G
+        if self.output_bias not in OUTPUT_BIAS_INITS:
+            raise ValueError(f"unknown output_bias {self.output_bias!r}; allowed: {OUTPUT_BIAS_INITS}")
         init = symmetric_uniform(self.init_range)
         h = z.astype(self.dtype)
         for width in self.hidden:
             h = nn.relu(nn.Dense(width, kernel_init=init, dtype=self.dtype)(h))
-        out = nn.Dense(math.prod(self.out_shape), kernel_init=init, dtype=self.dtype)(h)
+        out = nn.Dense(math.prod(self.out_shape), kernel_init=init, dtype=self.dtype, name="output")(h)
         return (2.0 * nn.sigmoid(out) - 1.0).astype(jnp.float32).reshape(z.shape[0], *self.out_shape)
 
 
