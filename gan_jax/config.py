@@ -5,6 +5,7 @@ rejects unknown fields and bad values with messages naming the value and what is
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import ml_collections
@@ -41,7 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
         critic=ml_collections.ConfigDict(dict(name="mlp"))))
     c.loss = ml_collections.ConfigDict(dict(
         name="non_saturating", n_critic=1, label_smoothing=0.0,
-        gradient_penalty=0.0, gp_target=1.0, r1_gamma=0.0, acgan_weight=0.0))
+        gradient_penalty=0.0, gp_target=1.0, r1_gamma=0.0, acgan_weight=0.0,
+        # simultaneous: G's step is taken at the critic before its step, on that step's samples and dropout
+        # masks (the code of Goodfellow et al. 2014); default: alternating, G sees the updated critic.
+        simultaneous=False))
     # Optimizers: `name` plus the keyword options of `gan_jax.optim.make_optimizer` (weight_clip: WGAN).
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
@@ -96,6 +100,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for field in ("gradient_penalty", "r1_gamma", "acgan_weight"):
         v = config.loss[field]
         _require(v >= 0, f"config.loss.{field} must be >= 0, got {v!r}")
+    _require(not config.loss.simultaneous or config.loss.n_critic == 1,
+             f"config.loss.simultaneous=True takes one critic step per generator step; got n_critic={config.loss.n_critic}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")
     for who in ("generator", "critic"):
         make_optimizer(config.optim[who], f"config.optim.{who}")
@@ -119,9 +125,14 @@ def make_optimizer(spec: ml_collections.ConfigDict | dict, where: str = "optimiz
 
 
 def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Fields whose values differ between two flattened configs, ignoring RESUMABLE_FIELDS."""
+    """Fields whose values differ between two flattened configs, ignoring RESUMABLE_FIELDS.
+
+    A field of `base_config` that `saved` lacks (a checkpoint written before the field existed) counts
+    as its default there."""
     def relevant(k: str) -> bool:
         return not any(k == f or k.startswith(f + ".") for f in RESUMABLE_FIELDS)
+    defaults = json.loads(json.dumps(flatten(base_config()), default=str))  # the checkpoint's JSON form
+    saved = {**{k: v for k, v in defaults.items() if k in current}, **saved}
     keys = sorted(k for k in set(saved) | set(current) if relevant(k))
     return [f"{k}: checkpoint has {saved.get(k, '<absent>')!r}, config has {current.get(k, '<absent>')!r}"
             for k in keys if saved.get(k) != current.get(k)]

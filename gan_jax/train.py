@@ -175,6 +175,7 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
     num_classes, acgan_weight = cfg.model.num_classes, cfg.loss.acgan_weight
     gp_weight, gp_target, r1_gamma = cfg.loss.gradient_penalty, cfg.loss.gp_target, cfg.loss.r1_gamma
     needs_real = cfg.loss.name.startswith(_NEEDS_REAL)
+    simultaneous = cfg.loss.get("simultaneous", False)
 
     def cond(labels) -> tuple:
         return (labels,) if num_classes else ()
@@ -248,13 +249,18 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
                                           (state.generator, state.critic),
                                           (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
 
-        keys = _example_keys(state.key, state.step, n_critic, index)
-        rng = _device_key(state.key, state.step, n_critic)
+        # Simultaneous (Goodfellow et al. 2014's code): the critic before its step, the critic step's z, labels
+        # and dropout masks (its fake ones, stream 2, on the fake batch; its real ones, stream 1, on the real).
+        it, d_params, (fake_stream, real_stream) = ((0, state.critic.params, (2, 1)) if simultaneous
+                                                    else (n_critic, d.params, (1, 2)))
+        keys = _example_keys(state.key, state.step, it, index)
+        rng = _device_key(state.key, state.step, it)
 
         def g_loss_fn(params):
             fake, fake_labels, g_stats = run_generator(params, g.batch_stats, keys, jax.random.fold_in(rng, 0))
-            fake_s, fake_c, d_stats = run_critic(d.params, d.batch_stats, fake, fake_labels, jax.random.fold_in(rng, 1))
-            real_s = (run_critic(d.params, d_stats, real[-1], real_labels[-1], jax.random.fold_in(rng, 2))[0]
+            fake_s, fake_c, d_stats = run_critic(d_params, d.batch_stats, fake, fake_labels,
+                                                 jax.random.fold_in(rng, fake_stream))
+            real_s = (run_critic(d_params, d_stats, real[-1], real_labels[-1], jax.random.fold_in(rng, real_stream))[0]
                       if needs_real else fake_s)
             loss = gan.loss.generator(_gather(real_s), _gather(fake_s))
             return loss + acgan_weight * class_loss(fake_c, fake_labels), (loss, g_stats, d_stats)
