@@ -7,10 +7,11 @@ gan_jax/models/goodfellow.py), its output bias starting at the logit of the trai
 hidden 0.5); SGD, batch 100, lr 0.1 (D: 0.05 on our un-halved loss, see below) divided by 1.000004
 after every update (floor 1e-6), momentum 0.5 rising linearly to 0.7 from epoch 1 to epoch 250
 (500 updates per epoch of train[0:50000]), k = 1, and the non-saturating generator cost the code
-trains with. Departures: D and G are updated one after the other (the code takes both SGD steps from
-the same parameters), the momentum rises per update rather than per epoch, and our momentum
-buffer is torch's (b = μb + g, Δp = −lr·b; pylearn2's Δp = μΔp − lr·g differs by lr_t / lr_{t−1} =
-1/1.000004 on the momentum term). The yaml has no stopping rule; `steps` is our choice.
+trains with. Like the code (AdversaryCost2.get_gradients) both SGD steps are taken from the same
+parameters, G's on D's samples and dropout masks (`loss.simultaneous`; `--config.loss.simultaneous=False`
+alternates, G stepping on the updated D). Departures: the momentum rises per update rather than per
+epoch, and our momentum buffer is torch's (b = μb + g, Δp = −lr·b; pylearn2's Δp = μΔp − lr·g differs
+by lr_t / lr_{t−1} = 1/1.000004 on the momentum term). The yaml has no stopping rule; `steps` is ours.
 
 python launch.py --config experiments/goodfellow2014_mnist.py --workdir DIR
 """
@@ -28,6 +29,7 @@ def get_config(variant: str = ""):
     c.model.generator = dict(name="goodfellow", hidden=(1200, 1200), out_shape=(28, 28, 1), output_bias="marginals")
     c.model.critic = dict(name="goodfellow", hidden=(240, 240), pieces=5, input_dropout=0.2, hidden_dropout=0.5)
     c.loss.name = "non_saturating"
+    c.loss.simultaneous = True
     # pylearn2's ExponentialDecay and MomentumAdjustor(start=1, saturate=250, final_momentum=0.7).
     schedules = dict(learning_rate_decay=1.000004, min_learning_rate=1e-6, momentum=0.5, final_momentum=0.7,
                      momentum_ramp=(1 * STEPS_PER_EPOCH, 250 * STEPS_PER_EPOCH))
