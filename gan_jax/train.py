@@ -199,12 +199,20 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
     def class_loss(logits, labels):
         return losses.acgan_classification_loss(logits, labels) if acgan_weight else 0.0
 
-    def critic_update(state: GANState, index: jax.Array, carry, xs):
+    def generate(state: GANState, g: ModelState, index: jax.Array, it: int | jax.Array, params):
+        """Step `state.step`'s samples for update `it` (labels, new statistics as aux)."""
+        keys = _example_keys(state.key, state.step, it, index)
+        fake, labels, stats = run_generator(params, g.batch_stats, keys,
+                                            jax.random.fold_in(_device_key(state.key, state.step, it), 0))
+        return fake, (labels, stats)
+
+    def critic_update(state: GANState, index: jax.Array, given, carry, xs):
+        """One critic update; `given` = (fake, (labels, statistics)) already generated for it, or None."""
         g, d = carry
         real, real_labels, it = xs
         keys = _example_keys(state.key, state.step, it, index)
         rng = _device_key(state.key, state.step, it)
-        fake, fake_labels, g_stats = run_generator(g.params, g.batch_stats, keys, jax.random.fold_in(rng, 0))
+        fake, (fake_labels, g_stats) = given or generate(state, g, index, it, g.params)
         fake = lax.stop_gradient(fake)
 
         def loss_fn(params):
@@ -245,27 +253,35 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
         real_labels = batch["label"] if num_classes else jnp.zeros(real.shape[:2], jnp.int32)
         b = real.shape[1]
         index = lax.axis_index(AXIS) * b + jnp.arange(b)
-        (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index),
+        # G's step differentiates through one forward pass, kept as a VJP. Simultaneous (Goodfellow et al.
+        # 2014's code): taken before the critic's step, whose samples, labels and dropout masks it reuses (its
+        # fake masks, stream 2, on the fake batch; its real ones, stream 1, on the real), and scored by the
+        # critic before its step. Alternating: fresh samples after the critic's steps, scored by the new critic.
+        def g_forward(g: ModelState, it: int):
+            fake, g_vjp, aux = jax.vjp(functools.partial(generate, state, g, index, it), g.params, has_aux=True)
+            return (fake, aux), g_vjp
+
+        given, g_vjp = g_forward(state.generator, 0) if simultaneous else (None, None)
+        (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index, given),
                                           (state.generator, state.critic),
                                           (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
-
-        # Simultaneous (Goodfellow et al. 2014's code): the critic before its step, the critic step's z, labels
-        # and dropout masks (its fake ones, stream 2, on the fake batch; its real ones, stream 1, on the real).
         it, d_params, (fake_stream, real_stream) = ((0, state.critic.params, (2, 1)) if simultaneous
                                                     else (n_critic, d.params, (1, 2)))
-        keys = _example_keys(state.key, state.step, it, index)
+        if not simultaneous:
+            given, g_vjp = g_forward(g, it)
+        fake, (fake_labels, g_stats) = given
         rng = _device_key(state.key, state.step, it)
 
-        def g_loss_fn(params):
-            fake, fake_labels, g_stats = run_generator(params, g.batch_stats, keys, jax.random.fold_in(rng, 0))
+        def g_loss_fn(fake):
             fake_s, fake_c, d_stats = run_critic(d_params, d.batch_stats, fake, fake_labels,
                                                  jax.random.fold_in(rng, fake_stream))
             real_s = (run_critic(d_params, d_stats, real[-1], real_labels[-1], jax.random.fold_in(rng, real_stream))[0]
                       if needs_real else fake_s)
             loss = gan.loss.generator(_gather(real_s), _gather(fake_s))
-            return loss + acgan_weight * class_loss(fake_c, fake_labels), (loss, g_stats, d_stats)
+            return loss + acgan_weight * class_loss(fake_c, fake_labels), (loss, d_stats)
 
-        (_, (g_loss, g_stats, d_stats)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
+        (_, (g_loss, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+        (grads,) = g_vjp(fake_grad)
         g = _update(gan.generator_tx, g, lax.pmean(grads, AXIS), g_stats)
         d = d.replace(batch_stats=d_stats)
         decay = cfg.ema_decay

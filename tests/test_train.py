@@ -179,6 +179,24 @@ def test_simultaneous_generator_step_does_not_see_the_critic_step():
         config_lib.validate(tiny_config("gan", **{"loss.simultaneous": True, "loss.n_critic": 5}))
 
 
+def test_the_generator_step_reuses_one_forward_pass(monkeypatch):
+    """The generator's step differentiates through the forward pass that made its samples: simultaneous
+    steps run G once per step (the critic's step reuses it), alternating steps twice (fresh samples);
+    G's running batch statistics are updated by each pass."""
+    apply, calls = train._apply, []
+
+    def counting_apply(module, *args, **kwargs):
+        calls.append(type(module).__name__)
+        return apply(module, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_apply", counting_apply)
+    generator = type(train.build(tiny_config("gan")).generator).__name__
+    for simultaneous, passes in ((True, 1), (False, 2)):
+        calls.clear()
+        _one_step(tiny_config("gan", **{"loss.simultaneous": simultaneous}))
+        assert calls.count(generator) == passes, (simultaneous, calls)
+
+
 def test_a_checkpoint_without_a_newer_field_counts_it_as_its_default():
     current = json.loads(json.dumps(config_lib.flatten(tiny_config("gan")), default=str))
     saved = {k: v for k, v in current.items() if k != "loss.simultaneous"}
