@@ -24,8 +24,8 @@ against ``lax.conv_general_dilated`` / ``lax.conv_transpose``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -210,56 +210,46 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     return adjoint(x, jnp.swapaxes(kernel, 2, 3), s, pads, out_hw)
 
 
-class Conv(nn.Module):
+class _ConvLayer(nn.Module):
+    """The parameters and dtype handling shared by `Conv` and `ConvTranspose`; `op` is the convolution."""
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: PaddingLike = 0
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = DCGAN_INIT
+    bias_init: Any = nn.initializers.zeros
+    impl: str = "gemm"
+    op: ClassVar[Callable[..., Array]]
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kh, kw = _pair(self.kernel_size, "kernel_size")
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = self.op(x, kernel, self.strides, self.padding, self.impl)
+        return y if bias is None else y + bias
+
+
+class Conv(_ConvLayer):
     """2-D convolution on NHWC inputs, drop-in for ``nn.Conv`` (params ``kernel`` [kh, kw, I, O], ``bias``).
 
     Computes in ``dtype`` (e.g. bfloat16; None: promoted input/param dtype) with parameters
     stored in ``param_dtype``. Default init N(0, 0.02) as in DCGAN (Radford et al., 2016).
     ``impl``: "gemm" (this module's rules) or "xla" (``lax.conv_general_dilated``).
     """
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
     padding: PaddingLike = "SAME"
-    use_bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    kernel_init: Any = DCGAN_INIT
-    bias_init: Any = nn.initializers.zeros
-    impl: str = "gemm"
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        kh, kw = _pair(self.kernel_size, "kernel_size")
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv2d(x, kernel, self.strides, self.padding, self.impl)
-        return y if bias is None else y + bias
+    op = staticmethod(conv2d)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_ConvLayer):
     """Transposed 2-D convolution with PyTorch ``ConvTranspose2d`` semantics on NHWC inputs.
 
     ``ConvTranspose(f, 4, strides=2, padding=1)`` doubles H and W. Params ``kernel`` [kh, kw, I, O]
     (torch weight permuted (2, 3, 0, 1)) and ``bias``; ``dtype``/``param_dtype``/init/``impl`` as in ``Conv``.
     """
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
     padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0
-    use_bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    kernel_init: Any = DCGAN_INIT
-    bias_init: Any = nn.initializers.zeros
-    impl: str = "gemm"
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        kh, kw = _pair(self.kernel_size, "kernel_size")
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv_transpose2d(x, kernel, self.strides, self.padding, self.impl)
-        return y if bias is None else y + bias
+    op = staticmethod(conv_transpose2d)
