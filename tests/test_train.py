@@ -181,8 +181,7 @@ def test_simultaneous_generator_step_does_not_see_the_critic_step():
 
 def test_the_generator_step_reuses_one_forward_pass(monkeypatch):
     """The generator's step differentiates through the forward pass that made its samples: simultaneous
-    steps run G once per step (the critic's step reuses it), alternating steps twice (fresh samples);
-    G's running batch statistics are updated by each pass."""
+    steps run G once per step (the critic's step reuses it), alternating steps twice (fresh samples)."""
     apply, calls = train._apply, []
 
     def counting_apply(module, *args, **kwargs):
