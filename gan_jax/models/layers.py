@@ -9,9 +9,11 @@ Here a convolution is a ``jax.custom_vjp`` op whose rules never ask XLA for that
   k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the s x s-blocked input:
   ceil(k/s)^2 contiguous windows instead of k^2 strided ones);
 * weight gradient: one batch-major GEMM ``g^T @ im2col(x)`` on the same patches;
-* input gradient: the adjoint convolution, ``lax.conv_general_dilated`` with lhs dilation and the
-  flipped, in/out-swapped kernel (XLA:CPU runs it well), itself a custom-VJP op whose rules are
-  the convolution op and the weight-gradient GEMM, so second derivatives (WGAN-GP) stay on these rules.
+* input gradient: the adjoint, one GEMM ``g @ K^T`` and col2im (the im2col's transpose, which sums
+  the ceil(k/s)^2 shifted windows back onto the space-to-depth grid), itself a custom-VJP op whose
+  rules are the convolution op and the weight-gradient GEMM, so second derivatives (WGAN-GP) stay on
+  these rules. (The lhs-dilated ``lax`` convolution this replaced works on the s^2-times larger
+  dilated input; BENCHMARKS.md has the DCGAN step times before and after.)
 
 ``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics) is the adjoint op applied to its
 input. ``impl="gemm"`` (the default) uses these rules on every backend: on an H100 they were also
@@ -157,7 +159,16 @@ def _conv_adjoint(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw
                                     dimension_numbers=DN)
 
 
-_conv_adjoint_op = jax.custom_vjp(_conv_adjoint, nondiff_argnums=(2, 3, 4))
+def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int]) -> Array:
+    """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col."""
+    (b, ho, wo, co), c = y.shape, kernel.shape[2]
+    cols = y.reshape(-1, co) @ _coarse_kernel(kernel, s).T
+    im2col = functools.partial(_im2col, kernel_hw=kernel.shape[:2], s=s, pads=pads, out_hw=(ho, wo))
+    (dx,) = jax.linear_transpose(im2col, jax.ShapeDtypeStruct((b, *in_hw, c), cols.dtype))(cols)
+    return dx
+
+
+_conv_adjoint_op = jax.custom_vjp(_conv_adjoint_gemm, nondiff_argnums=(2, 3, 4))
 
 
 def _conv_adjoint_op_fwd(y, kernel, s, pads, in_hw):
