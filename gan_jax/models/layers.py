@@ -162,10 +162,10 @@ def _conv_adjoint(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw
 def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int]) -> Array:
     """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col."""
     (b, ho, wo, co), c = y.shape, kernel.shape[2]
-    cols = y.reshape(-1, co) @ _coarse_kernel(kernel, s).T
+    cols = jnp.matmul(y.reshape(-1, co), _coarse_kernel(kernel, s).T, preferred_element_type=jnp.float32)
     im2col = functools.partial(_im2col, kernel_hw=kernel.shape[:2], s=s, pads=pads, out_hw=(ho, wo))
     (dx,) = jax.linear_transpose(im2col, jax.ShapeDtypeStruct((b, *in_hw, c), cols.dtype))(cols)
-    return dx
+    return dx.astype(y.dtype)
 
 
 _conv_adjoint_op = jax.custom_vjp(_conv_adjoint_gemm, nondiff_argnums=(2, 3, 4))
