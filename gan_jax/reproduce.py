@@ -1,6 +1,6 @@
 """Reproduce a paper table: train (or load) its runs and print our numbers beside the paper's.
 
-    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--steps N] [--methods GAN,PacGAN2]
+    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2]
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
@@ -36,9 +36,12 @@ def load_config(spec: str, root: str):
 
 
 def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int | None = None,
-              methods: list[str] | None = None, root: str | None = None) -> dict:
-    """Train or load every (method, seed) run; returns {method: [eval dict per seed]} plus run facts."""
+              methods: list[str] | None = None, root: str | None = None, first_seed: int = 0) -> dict:
+    """Train or load every (method, seed) run, seeds first_seed .. first_seed + seeds - 1; returns
+    {method: [eval dict per seed]} plus run facts."""
     from gan_jax import experiment
+    if seeds < 1 or first_seed < 0:
+        raise ValueError(f"need seeds >= 1 and first_seed >= 0, got seeds={seeds}, first_seed={first_seed}")
     if table.not_here:
         raise ValueError(f"table {table.name!r} is not produced here: {table.not_here}")
     root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +50,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     classifier_dir, accuracy = _classifier(table, workdir, root)
     for row in rows:
         results[row.method] = []
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             config = load_config(row.config, root)
             config.update_from_flattened_dict(table.overrides)
             if classifier_dir:
@@ -57,7 +60,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
                 config.steps = steps
             ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
-    run = {"results": results, "steps": steps, "seeds": seeds, "wall_s": time.time() - t0}
+    run = {"results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed, "wall_s": time.time() - t0}
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
     return run
@@ -88,13 +91,18 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
     return text + unit
 
 
+def _seed_range(run: dict) -> str:
+    first = run.get("first_seed", 0)
+    return f" (seeds {first}–{first + run['seeds'] - 1})" if first else ""
+
+
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
                            for m in table.metrics for i in range(2)]
     lines = [f"**{table.source}**", "",
              f"Protocol: {table.protocol}",
-             f"Ours: {run['seeds']} seed(s) × {run['steps'] or steps_default or 'config default'} generator steps "
+             f"Ours: {run['seeds']} seed(s){_seed_range(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
              + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
@@ -119,6 +127,8 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where the table's runs live (trained if missing, loaded if complete).")
 flags.DEFINE_integer("seeds", 3, "Seeds per method.")
+flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 1 (e.g. to add seeds run "
+                     "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's).")
 
@@ -131,7 +141,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
-    run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods)
+    run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,
+                    first_seed=FLAGS.first_seed)
     text = markdown(table, run)
     facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
              f"(trained runs only); {time.strftime('%Y-%m-%d')}.")

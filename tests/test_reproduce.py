@@ -101,3 +101,20 @@ def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budg
     text = reproduce.markdown(table, run)
     assert "| NS-GAN | 1 | 26.5 ± 1.6 | 5 | — |" in text and "| hinge-SN | 5 | — |" in text
     assert "Feature classifier: 90.00% test accuracy." in text
+
+
+def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_path, monkeypatch):
+    from gan_jax import experiment
+    runs = []
+
+    def fake_run(config, workdir):
+        runs.append((config.seed, os.path.relpath(workdir, tmp_path)))
+        return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    table = paper_tables.get_table("mixture_ring")
+    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1)
+    assert runs == [(1, "mixture_ring/GAN/seed_1"), (2, "mixture_ring/GAN/seed_2")]
+    assert "Ours: 2 seed(s) (seeds 1–2) × 3 generator steps" in reproduce.markdown(table, run)
+    with pytest.raises(ValueError, match="first_seed=-1"):
+        reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
