@@ -7,7 +7,8 @@ Prints the step's ops by total time with their HLO shape and source op_name (e.g
 ``transpose(jvp(D))/Conv_1/dot_general`` is a critic convolution's backward matmul) and the
 share of matrix products (YNNPACK/oneDNN fusions, dots), convolutions, random numbers (threefry
 runs as rolled while loops on CPU) and everything else.
-XLA:CPU runs independent ops concurrently on the two cores, so op times can sum to more than the step.
+XLA:CPU runs independent ops concurrently on the two cores, so op times can sum to more than the step;
+asynchronous ops (convolutions, Eigen dots) count from their start to their ``end:`` event.
 """
 from __future__ import annotations
 
@@ -72,6 +73,29 @@ def category(name: str, op_name: str) -> str:
     return "other"
 
 
+def op_times(events: list[dict], meta: dict, steps: int) -> collections.Counter:
+    """ms per step of each HLO op. XLA:CPU runs convolutions and Eigen dots asynchronously: the trace
+    has a short start event and an ``end: <op>`` event, so those count from start to end (which
+    includes any time queued behind concurrent work); the others count their event's duration."""
+    starts, ends = collections.defaultdict(list), collections.defaultdict(list)
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        name = e.get("name", "")
+        if name in meta:
+            starts[name].append(e)
+        elif name.startswith("end: ") and name[5:] in meta:
+            ends[name[5:]].append(e)
+    per_op = collections.Counter()
+    for name, evs in starts.items():
+        evs, done = sorted(evs, key=lambda e: e["ts"]), sorted(ends.get(name, []), key=lambda e: e["ts"])
+        if len(done) == len(evs):
+            per_op[name] = sum(d["ts"] + d["dur"] - e["ts"] for e, d in zip(evs, done)) / 1e3 / steps
+        else:
+            per_op[name] = sum(e.get("dur", 0) for e in evs) / 1e3 / steps
+    return per_op
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="dcgan32:ns:64")
@@ -111,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     events = json.load(gzip.open(path))
     events = events["traceEvents"] if isinstance(events, dict) else events
     meta = op_metadata(hlo)
-    per_op = collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and e.get("name") in meta:
-            per_op[e["name"]] += e.get("dur", 0) / 1e3 / a.steps
+    per_op = op_times(events, meta, a.steps)
     shares = collections.Counter()
     for name, ms in per_op.items():
         shares[category(name, meta[name][1])] += ms

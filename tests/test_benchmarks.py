@@ -64,3 +64,15 @@ def test_bad_config_names_the_value_and_the_allowed_ones(text, message):
     assert repr(text) in str(e.value)
     with pytest.raises(ValueError, match="unknown loss 'lsgan'"):
         flops.step_flops("dcgan32", "lsgan", 64)
+
+
+def test_profile_counts_asynchronous_ops_from_start_to_their_end_event():
+    import profile_step
+    meta = {"fusion.1": ("f32[4]", "x"), "conv.2": ("f32[4]", "y")}
+    events = [{"ph": "X", "name": "fusion.1", "ts": 0, "dur": 2000},          # synchronous: 2 ms
+              {"ph": "X", "name": "conv.2", "ts": 2000, "dur": 30},            # async start ...
+              {"ph": "X", "name": "end: conv.2", "ts": 9000, "dur": 1000},     # ... ends at 10 ms: 8 ms
+              {"ph": "X", "name": "fusion.1", "ts": 10000, "dur": 4000},
+              {"ph": "X", "name": "other", "ts": 0, "dur": 99999}]
+    times = profile_step.op_times(events, meta, steps=2)
+    assert times == {"fusion.1": 3.0, "conv.2": 4.0}
