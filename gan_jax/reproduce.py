@@ -92,8 +92,10 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
 
 
 def _seed_range(run: dict) -> str:
-    first = run.get("first_seed", 0)
-    return f" (seeds {first}–{first + run['seeds'] - 1})" if first else ""
+    first, n = run.get("first_seed", 0), run["seeds"]
+    if not first:
+        return ""
+    return f" (seed {first})" if n == 1 else f" (seeds {first}–{first + n - 1})"
 
 
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:

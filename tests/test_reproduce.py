@@ -116,5 +116,6 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
     run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1)
     assert runs == [(1, "mixture_ring/GAN/seed_1"), (2, "mixture_ring/GAN/seed_2")]
     assert "Ours: 2 seed(s) (seeds 1–2) × 3 generator steps" in reproduce.markdown(table, run)
+    assert "Ours: 1 seed(s) (seed 2) ×" in reproduce.markdown(table, {**run, "seeds": 1, "first_seed": 2})
     with pytest.raises(ValueError, match="first_seed=-1"):
         reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
