@@ -201,3 +201,21 @@ def test_impl_choice_same_values_and_second_order_gradients(fn, case):
     assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p, "xla"))(x, w))
     with pytest.raises(ValueError, match=r"conv impl must be one of \('gemm', 'xla'\), got 'cudnn'"):
         fn(x, w, s, p, "cudnn")
+
+
+@pytest.mark.parametrize("fn,case", [(conv2d, CONV_CASES[0]), (conv_transpose2d, TCONV_CASES[0]),
+                                     (conv_transpose2d, TCONV_CASES[1])], ids=["conv", "tconv-stem", "tconv"])
+def test_gemm_rules_leave_no_convolution_for_xla_to_second_order(fn, case):
+    """The point of impl="gemm": values, gradients and the WGAN-GP double backward are all GEMMs and
+    data movement, no XLA convolution (whose CPU weight gradients and lhs-dilated adjoints are slow)."""
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+
+    def hlo(impl):
+        def f(w, x):
+            gx = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(x, w, s, p, impl))))(x)
+            return jnp.sum(jnp.sin(fn(x, w, s, p, impl))) + jnp.sum(gx ** 2)
+        return jax.jit(jax.grad(f, argnums=(0, 1))).lower(w, x).as_text()
+
+    assert "convolution" not in hlo("gemm")
+    assert "convolution" in hlo("xla")
