@@ -100,7 +100,9 @@ def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads
                                              (pads[1][0], ws * sw - w - pads[1][0], 0), (0, 0, 0)))
     xs = xp.reshape(b, hs, sh, ws, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
     cols = [xs[:, d:d + ho, e:e + wo] for d in range(th) for e in range(tw)]
-    patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+    # Stacked on a new second-minor axis (the same memory layout as concatenating on the channel
+    # axis): XLA:CPU copies whole channel rows then, 2.8x faster for DCGAN's Conv_1 patches.
+    patches = jnp.stack(cols, axis=-2) if len(cols) > 1 else cols[0]
     return patches.reshape(b * ho * wo, -1)
 
 
