@@ -1,4 +1,6 @@
 """gan_jax.models.layers equals lax's convolutions in outputs, first and second derivatives."""
+import re
+
 import chex
 import flax.linen as nn
 import jax
@@ -219,3 +221,15 @@ def test_gemm_rules_leave_no_convolution_for_xla_to_second_order(fn, case):
 
     assert "convolution" not in hlo("gemm")
     assert "convolution" in hlo("xla")
+
+
+def test_im2col_concatenates_whole_channel_rows():
+    """The im2col's windows are joined on a second-minor axis: XLA:CPU concatenates along the minor
+    axis element by element (6.7 against 2.4 ms for DCGAN's Conv_1 patches, BENCHMARKS.md)."""
+    x, w = _inputs(CONV_CASES[0])
+    s, p = CONV_CASES[0][6], CONV_CASES[0][7]
+    text = jax.jit(lambda x, w: conv2d(x, w, s, p)).lower(x, w).as_text()
+    concats = re.findall(r"stablehlo\.concatenate .*dim = (\d+) : .*-> tensor<([0-9x]+)x\w+>", text)
+    assert concats, text
+    for dim, shape in concats:
+        assert int(dim) < len(shape.split("x")) - 1, (dim, shape)
