@@ -233,3 +233,13 @@ def test_im2col_concatenates_whole_channel_rows():
     assert concats, text
     for dim, shape in concats:
         assert int(dim) < len(shape.split("x")) - 1, (dim, shape)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_forward_convolution_transposes_nothing(case):
+    """The forward GEMM's operands are pads, reshapes and slices of the input and the kernel. The
+    space-to-depth im2col this replaced transposed both; its Conv_1 patches took 5.95 against 1.63 ms
+    on one core (BENCHMARKS.md)."""
+    x, w = _inputs(case)
+    text = jax.jit(lambda x, w: conv2d(x, w, case[6], case[7])).lower(x, w).as_text()
+    assert "dot_general" in text and "stablehlo.transpose" not in text, text

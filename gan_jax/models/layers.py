@@ -5,12 +5,13 @@ convolution with the batch as the contracted feature axis (``dim_labels=f01b_i01
 ~1 s per call at DCGAN sizes, so a plain jitted DCGAN step ran 18x slower than PyTorch eager.
 Here a convolution is a ``jax.custom_vjp`` op whose rules never ask XLA for that convolution:
 
-* forward: one GEMM ``im2col(x) @ K`` with the im2col taken on the space-to-depth grid (a stride-s
-  k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the s x s-blocked input:
-  ceil(k/s)^2 contiguous windows instead of k^2 strided ones);
+* forward: one GEMM ``im2col(x) @ K`` with the kernel zero-padded to multiples of s and the patches
+  in its natural (kh, kw, C) column order, cut from the free reshape [B, H/s, s, W/s, s*C] of the
+  padded input: ceil(k/s) * s * ceil(k/s) contiguous windows of s*C values, so neither the input nor
+  the kernel is ever transposed (k^2 windows of C values for a plain im2col);
 * weight gradient: one batch-major GEMM ``g^T @ im2col(x)`` on the same patches;
 * input gradient: the adjoint, one GEMM ``g @ K^T`` and col2im (the im2col's transpose, which sums
-  the ceil(k/s)^2 shifted windows back onto the space-to-depth grid), itself a custom-VJP op whose
+  the shifted windows back onto the input), itself a custom-VJP op whose
   rules are the convolution op and the weight-gradient GEMM, so second derivatives (WGAN-GP) stay on
   these rules. (The lhs-dilated ``lax`` convolution this replaced works on the s^2-times larger
   dilated input; BENCHMARKS.md has the DCGAN step times before and after.)
@@ -87,10 +88,13 @@ def _conv_geometry(x: Array, kernel: Array, strides, padding, allow_str: bool = 
 
 def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads,
             out_hw: tuple[int, int]) -> Array:
-    """Patches [B*Ho*Wo, th*tw*s_h*s_w*C] of the space-to-depth input, columns ordered (d, e, r, q, c).
+    """Patches [B*Ho*Wo, th*s_h*tw*s_w*C], columns in the padded kernel's (kh, kw, C) order.
 
-    Tap a = s*d + r: a stride-s k x k convolution is a stride-1 ceil(k/s) x ceil(k/s) one on the
-    s x s-blocked input, so the im2col is ceil(k/s)^2 contiguous windows, not k^2 strided ones.
+    Output (i, j) reads rows s_h i + a and columns s_w j + b of the padded input. With
+    a = s_h d + r, b = s_w e + q (th = ceil(kh/s_h) coarse rows d, tw coarse columns e) that is
+    window (d, r, e) of the free reshape [B, hs, s_h, ws, s_w*C]: th*s_h*tw windows, each a
+    contiguous run of s_w*C values per output. (The space-to-depth form this replaced transposed
+    the input into s_h*s_w*C-channel blocks first; BENCHMARKS.md has both timings.)
     """
     (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x.shape, kernel_hw, s, out_hw
     th, tw = -(-kh // sh), -(-kw // sw)
@@ -98,20 +102,19 @@ def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads
     # lax.pad with a negative high pad crops rows that no output reads.
     xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pads[0][0], hs * sh - h - pads[0][0], 0),
                                              (pads[1][0], ws * sw - w - pads[1][0], 0), (0, 0, 0)))
-    xs = xp.reshape(b, hs, sh, ws, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
-    cols = [xs[:, d:d + ho, e:e + wo] for d in range(th) for e in range(tw)]
+    x5 = xp.reshape(b, hs, sh, ws, sw * c)
+    cols = [x5[:, d:d + ho, r, e:e + wo] for d in range(th) for r in range(sh) for e in range(tw)]
     # Stacked on a new second-minor axis (the same memory layout as concatenating on the channel
-    # axis): XLA:CPU copies whole channel rows then, 2.8x faster for DCGAN's Conv_1 patches.
+    # axis): XLA:CPU copies whole rows then, 2.8x faster for DCGAN's Conv_1 patches.
     patches = jnp.stack(cols, axis=-2) if len(cols) > 1 else cols[0]
     return patches.reshape(b * ho * wo, -1)
 
 
-def _coarse_kernel(kernel: Array, s: tuple[int, int]) -> Array:
-    """Kernel [kh, kw, I, O] -> [th*tw*s_h*s_w*I, O] in _im2col's column order (zero-padded to th*s_h)."""
-    (kh, kw, ci, co), (sh, sw) = kernel.shape, s
-    th, tw = -(-kh // sh), -(-kw // sw)
-    k = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
-    return k.reshape(th, sh, tw, sw, ci, co).transpose(0, 2, 1, 3, 4, 5).reshape(-1, co)
+def _padded_kernel(kernel: Array, s: tuple[int, int]) -> Array:
+    """Kernel [kh, kw, I, O] -> [th*s_h*tw*s_w*I, O]: zero-padded to multiples of s, in _im2col's column order."""
+    (kh, kw, _, co), (sh, sw) = kernel.shape, s
+    pad = ((0, -kh % sh), (0, -kw % sw), (0, 0), (0, 0))
+    return jnp.pad(kernel, pad).reshape(-1, co)
 
 
 def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads) -> Array:
@@ -123,11 +126,10 @@ def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[in
     """
     (_, _, _, c), (_, ho, wo, co) = x.shape, g.shape
     (kh, kw), (sh, sw) = kernel_hw, s
-    th, tw = -(-kh // sh), -(-kw // sw)
     patches = _im2col(x, kernel_hw, s, pads, (ho, wo))
     dw = lax.dot_general(g.reshape(-1, co), patches, (((0,), (0,)), ((), ())))
-    dw = lax.optimization_barrier(dw).reshape(co, th, tw, sh, sw, c)
-    return dw.transpose(1, 3, 2, 4, 5, 0).reshape(th * sh, tw * sw, c, co)[:kh, :kw]
+    dw = lax.optimization_barrier(dw).reshape(co, kh + -kh % sh, kw + -kw % sw, c)
+    return dw.transpose(1, 2, 3, 0)[:kh, :kw]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -135,7 +137,7 @@ def _conv_op(x: Array, kernel: Array, s: tuple[int, int], pads: Pads) -> Array:
     """The convolution as im2col GEMM (its patches are reused by the weight gradient)."""
     (b, h, w, _), (kh, kw, _, co) = x.shape, kernel.shape
     ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip((h, w), pads, (kh, kw), s)]
-    y = _im2col(x, (kh, kw), s, pads, (ho, wo)) @ _coarse_kernel(kernel, s)
+    y = _im2col(x, (kh, kw), s, pads, (ho, wo)) @ _padded_kernel(kernel, s)
     return y.reshape(b, ho, wo, co)
 
 
@@ -165,7 +167,7 @@ def _conv_adjoint(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw
 def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int]) -> Array:
     """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col."""
     (b, ho, wo, co), c = y.shape, kernel.shape[2]
-    cols = jnp.matmul(y.reshape(-1, co), _coarse_kernel(kernel, s).T, preferred_element_type=jnp.float32)
+    cols = jnp.matmul(y.reshape(-1, co), _padded_kernel(kernel, s).T, preferred_element_type=jnp.float32)
     im2col = functools.partial(_im2col, kernel_hw=kernel.shape[:2], s=s, pads=pads, out_hw=(ho, wo))
     (dx,) = jax.linear_transpose(im2col, jax.ShapeDtypeStruct((b, *in_hw, c), cols.dtype))(cols)
     return dx.astype(y.dtype)
