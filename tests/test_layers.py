@@ -1,4 +1,5 @@
 """gan_jax.models.layers equals lax's convolutions in outputs, first and second derivatives."""
+import functools
 import re
 
 import chex
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from gan_jax.models import layers
 from gan_jax.models.layers import Conv, ConvTranspose, conv2d, conv_transpose2d
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -234,6 +236,18 @@ def test_im2col_concatenates_whole_channel_rows():
     for dim, shape in concats:
         assert int(dim) < len(shape.split("x")) - 1, (dim, shape)
 
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_col2im_is_the_transpose_of_im2col(case):
+    """The hand-written col2im equals jax.linear_transpose of the im2col (paddings that crop included)."""
+    x, w = _inputs(case)
+    s = (case[6],) * 2
+    pads = layers._pads(case[7], x.shape[1:3], w.shape[:2], s, allow_str=True)
+    out_hw = tuple((n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip(x.shape[1:3], pads, w.shape[:2], s))
+    im2col = functools.partial(layers._im2col, kernel_hw=w.shape[:2], s=s, pads=pads, out_hw=out_hw)
+    cols = jax.random.normal(jax.random.key(1), im2col(x).shape)
+    (expected,) = jax.linear_transpose(im2col, x)(cols)
+    chex.assert_trees_all_close(layers._col2im(cols, x.shape, w.shape[:2], s, pads, out_hw), expected, **F32)
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_forward_convolution_transposes_nothing(case):

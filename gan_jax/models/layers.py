@@ -28,6 +28,7 @@ against ``lax.conv_general_dilated`` / ``lax.conv_transpose``.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -110,6 +111,28 @@ def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads
     return patches.reshape(b * ho * wo, -1)
 
 
+def _col2im(cols: Array, x_shape: tuple[int, ...], kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads,
+            out_hw: tuple[int, int]) -> Array:
+    """The transpose of `_im2col`: sums every patch column back onto the input pixel it was read from.
+
+    Window (d, r, e) of output (i, j) came from coarse pixel (i + d, j + e) of the [B, hs, s_h, ws,
+    s_w*C] view, so the view is a sum of th*tw shifted copies of the patches (r stays an axis),
+    then the forward's pad is undone. One loop fusion on XLA:CPU, where ``jax.linear_transpose`` of
+    `_im2col` gave one padded full-size buffer per window (BENCHMARKS.md).
+    """
+    (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x_shape, kernel_hw, s, out_hw
+    th, tw = -(-kh // sh), -(-kw // sw)
+    hs, ws = ho + th - 1, wo + tw - 1
+    t = cols.reshape(b, ho, wo, th, sh, tw, sw * c)
+    zero = jnp.zeros((), cols.dtype)
+    acc = functools.reduce(operator.add, (
+        lax.pad(t[:, :, :, d, :, e], zero, ((0, 0, 0), (d, hs - ho - d, 0), (e, ws - wo - e, 0), (0, 0, 0), (0, 0, 0)))
+        for d in range(th) for e in range(tw)))
+    xp = acc.transpose(0, 1, 3, 2, 4).reshape(b, hs * sh, ws * sw, c)
+    return lax.pad(xp, zero, ((0, 0, 0), (-pads[0][0], h + pads[0][0] - hs * sh, 0),
+                              (-pads[1][0], w + pads[1][0] - ws * sw, 0), (0, 0, 0)))
+
+
 def _padded_kernel(kernel: Array, s: tuple[int, int]) -> Array:
     """Kernel [kh, kw, I, O] -> [th*s_h*tw*s_w*I, O]: zero-padded to multiples of s, in _im2col's column order."""
     (kh, kw, _, co), (sh, sw) = kernel.shape, s
@@ -168,9 +191,7 @@ def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, 
     """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col."""
     (b, ho, wo, co), c = y.shape, kernel.shape[2]
     cols = jnp.matmul(y.reshape(-1, co), _padded_kernel(kernel, s).T, preferred_element_type=jnp.float32)
-    im2col = functools.partial(_im2col, kernel_hw=kernel.shape[:2], s=s, pads=pads, out_hw=(ho, wo))
-    (dx,) = jax.linear_transpose(im2col, jax.ShapeDtypeStruct((b, *in_hw, c), cols.dtype))(cols)
-    return dx.astype(y.dtype)
+    return _col2im(cols, (b, *in_hw, c), kernel.shape[:2], s, pads, (ho, wo)).astype(y.dtype)
 
 
 _conv_adjoint_op = jax.custom_vjp(_conv_adjoint_gemm, nondiff_argnums=(2, 3, 4))
