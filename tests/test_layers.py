@@ -243,11 +243,12 @@ def test_col2im_is_the_transpose_of_im2col(case):
     x, w = _inputs(case)
     s = (case[6],) * 2
     pads = layers._pads(case[7], x.shape[1:3], w.shape[:2], s, allow_str=True)
-    out_hw = tuple((n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip(x.shape[1:3], pads, w.shape[:2], s))
+    out_hw = layers._out_hw(x.shape[1:3], pads, w.shape[:2], s)
     im2col = functools.partial(layers._im2col, kernel_hw=w.shape[:2], s=s, pads=pads, out_hw=out_hw)
     cols = jax.random.normal(jax.random.key(1), im2col(x).shape)
     (expected,) = jax.linear_transpose(im2col, x)(cols)
     chex.assert_trees_all_close(layers._col2im(cols, x.shape, w.shape[:2], s, pads, out_hw), expected, **F32)
+
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_forward_convolution_transposes_nothing(case):

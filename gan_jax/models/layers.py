@@ -87,6 +87,11 @@ def _conv_geometry(x: Array, kernel: Array, strides, padding, allow_str: bool = 
     return s, _pads(padding, (h, w), (kh, kw), s, allow_str)
 
 
+def _out_hw(in_hw: Sequence[int], pads: Pads, kernel_hw: Sequence[int], s: tuple[int, int]) -> tuple[int, int]:
+    """Output height and width of a stride-s convolution of an input of size in_hw padded by pads."""
+    return tuple((n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip(in_hw, pads, kernel_hw, s))  # type: ignore[return-value]
+
+
 def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads,
             out_hw: tuple[int, int]) -> Array:
     """Patches [B*Ho*Wo, th*s_h*tw*s_w*C], columns in the padded kernel's (kh, kw, C) order.
@@ -117,8 +122,9 @@ def _col2im(cols: Array, x_shape: tuple[int, ...], kernel_hw: tuple[int, int], s
 
     Window (d, r, e) of output (i, j) came from coarse pixel (i + d, j + e) of the [B, hs, s_h, ws,
     s_w*C] view, so the view is a sum of th*tw shifted copies of the patches (r stays an axis),
-    then the forward's pad is undone. One loop fusion on XLA:CPU, where ``jax.linear_transpose`` of
-    `_im2col` gave one padded full-size buffer per window (BENCHMARKS.md).
+    then the forward's pad is undone. In the DCGAN train step XLA:CPU compiles this to one loop fusion;
+    ``jax.linear_transpose`` of `_im2col` compiled there to one padded full-size buffer per window and
+    an add chain (BENCHMARKS.md).
     """
     (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x_shape, kernel_hw, s, out_hw
     th, tw = -(-kh // sh), -(-kw // sw)
@@ -158,9 +164,9 @@ def _weight_gradient(x: Array, g: Array, kernel_hw: tuple[int, int], s: tuple[in
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_op(x: Array, kernel: Array, s: tuple[int, int], pads: Pads) -> Array:
     """The convolution as im2col GEMM (its patches are reused by the weight gradient)."""
-    (b, h, w, _), (kh, kw, _, co) = x.shape, kernel.shape
-    ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip((h, w), pads, (kh, kw), s)]
-    y = _im2col(x, (kh, kw), s, pads, (ho, wo)) @ _padded_kernel(kernel, s)
+    b, co = x.shape[0], kernel.shape[3]
+    ho, wo = _out_hw(x.shape[1:3], pads, kernel.shape[:2], s)
+    y = _im2col(x, kernel.shape[:2], s, pads, (ho, wo)) @ _padded_kernel(kernel, s)
     return y.reshape(b, ho, wo, co)
 
 
@@ -220,7 +226,7 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     int, two ints, two pairs).
     """
     s, pads = _conv_geometry(x, kernel, strides, padding)
-    ho, wo = [(n + lo + hi - k) // st + 1 for n, (lo, hi), k, st in zip(x.shape[1:3], pads, kernel.shape[:2], s)]
+    ho, wo = _out_hw(x.shape[1:3], pads, kernel.shape[:2], s)
     if ho < 1 or wo < 1:
         raise ValueError(f"kernel {kernel.shape[:2]} larger than padded input {x.shape[1:3]} with padding {pads}")
     if _use_gemm(impl):
