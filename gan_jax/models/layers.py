@@ -122,9 +122,11 @@ def _col2im(cols: Array, x_shape: tuple[int, ...], kernel_hw: tuple[int, int], s
 
     Window (d, r, e) of output (i, j) came from coarse pixel (i + d, j + e) of the [B, hs, s_h, ws,
     s_w*C] view, so the view is a sum of th*tw shifted copies of the patches (r stays an axis),
-    then the forward's pad is undone. In the DCGAN train step XLA:CPU compiles this to one loop fusion;
-    ``jax.linear_transpose`` of `_im2col` compiled there to one padded full-size buffer per window and
-    an add chain (BENCHMARKS.md).
+    then the forward's pad is undone. With one consumer (the critic's input gradient, before the
+    LeakyReLU backward) XLA:CPU compiles this to one loop fusion; before a BatchNorm (the generator's
+    forward) it writes the th*tw padded copies and re-adds them in each BatchNorm fusion (neither an
+    optimization barrier nor a stacked sum changes that). ``jax.linear_transpose`` of `_im2col`
+    compiled to one padded full-size buffer per window and an add chain (BENCHMARKS.md).
     """
     (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x_shape, kernel_hw, s, out_hw
     th, tw = -(-kh // sh), -(-kw // sw)
