@@ -10,7 +10,8 @@ One step = n_critic critic updates + one generator update (torch_reference.py's 
 n_critic loop inside it, the real batch already on the devices, metrics fetched once per repeat.
 With --torch, `shared/bench/torch_reference.py`'s own step (`make_step`, eager) runs in the same
 process, and the timed repeats of all implementations of a configuration alternate (ours, theirs,
-ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats.
+ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats, and the
+table adds the paired ratios (repeat i of theirs over repeat i of ours: median, range, pairs ours won).
 On GPU torch runs in fp32, tf32 and bf16 (autocast) and the table also gives the ratio to torch's
 best of these. ``--conv_impl`` picks gan_jax's convolution form (models.layers: "gemm", the default,
 or "xla"); ``--unroll`` unrolls the n_critic loop. Like launch.py, the process first makes glibc keep
@@ -190,14 +191,29 @@ def parse_config(text: str) -> tuple[str, str, int]:
     return arch, loss, batch
 
 
+def paired_ratios(ours_ms: list[float], theirs_ms: list[float]) -> list[float]:
+    """Speed ratio (their step time / ours) of each pair of adjacent repeats: the repeats alternate, so a pair
+    saw the same machine load, and the spread of these ratios is the measurement's own error bar."""
+    return [t / o for o, t in zip(ours_ms, theirs_ms)]
+
+
+def paired_cell(ours: dict, theirs: dict | None) -> str:
+    """'median [min-max], k/n' of the paired ratios, k = pairs where ours was faster."""
+    if not theirs:
+        return "-"
+    q = paired_ratios(ours["step_ms_repeats"], theirs["step_ms_repeats"])
+    return (f"{statistics.median(q):.2f}x [{min(q):.2f}-{max(q):.2f}], "
+            f"{sum(x > 1 for x in q)}/{len(q)}")
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table: our steps/s, torch's at the same precision and its best, and the ratios."""
     theirs: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         if str(r.get("impl", "")).startswith("torch"):
             theirs.setdefault((r["arch"], r["loss"], r["batch"]), {})[r["precision"]] = r
-    lines = ["| config | precision | conv | gan_jax steps/s | torch eager, same precision | ratio | torch eager best "
-             "| ratio to best | gan_jax TFLOP/s | compile s | load (ours / torch) |", "|---" * 11 + "|"]
+    lines = ["| config | precision | conv | gan_jax steps/s | torch eager, same precision | ratio | paired ratio "
+             "| torch eager best | ratio to best | gan_jax TFLOP/s | compile s | load (ours / torch) |", "|---" * 12 + "|"]
     for r in rows:
         if r.get("impl") != "gan_jax":
             continue
@@ -209,7 +225,7 @@ def table(rows: list[dict]) -> str:
         ratios = [f"{r['g_steps_per_s'] / t['g_steps_per_s']:.2f}x" if t else "-" for t in (same, best)]
         load = f"{r['load_avg_1m']:.1f}" + (f" / {same['load_avg_1m']:.1f}" if same else "")
         lines.append(f"| {r['arch']} {r['loss']} b{r['batch']} | {r['precision']} | {r['conv_impl']} | "
-                     f"{r['g_steps_per_s']:.2f} | {cells[0]} | {ratios[0]} | {cells[1]} | {ratios[1]} | "
+                     f"{r['g_steps_per_s']:.2f} | {cells[0]} | {ratios[0]} | {paired_cell(r, same)} | {cells[1]} | {ratios[1]} | "
                      f"{r['achieved_tflops']:.3f} | {r['compile_s']:.1f} | {load} |")
     return "\n".join(lines)
 

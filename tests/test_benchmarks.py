@@ -76,3 +76,15 @@ def test_profile_counts_asynchronous_ops_from_start_to_their_end_event():
               {"ph": "X", "name": "other", "ts": 0, "dur": 99999}]
     times = profile_step.op_times(events, meta, steps=2)
     assert times == {"fusion.1": 3.0, "conv.2": 4.0}
+
+
+def test_table_gives_the_paired_ratio_of_alternating_repeats():
+    common = {"arch": "dcgan32", "loss": "ns", "batch": 64, "load_avg_1m": 2.0}
+    ours = {**common, "impl": "gan_jax", "precision": "f32", "conv_impl": "gemm", "g_steps_per_s": 5.0,
+            "achieved_tflops": 0.15, "compile_s": 5.0, "step_ms_repeats": [200.0, 190.0, 210.0, 180.0]}
+    theirs = {**common, "impl": "torch_eager", "precision": "fp32", "g_steps_per_s": 5.1,
+              "step_ms_repeats": [210.0, 171.0, 231.0, 198.0]}
+    assert bench.paired_ratios(ours["step_ms_repeats"], theirs["step_ms_repeats"]) == pytest.approx(
+        [1.05, 0.9, 1.1, 1.1])
+    row = bench.table([ours, theirs]).splitlines()[2]
+    assert "| 0.98x | 1.08x [0.90-1.10], 3/4 |" in row  # the medians' ratio 5.0/5.1, then the paired one
