@@ -245,22 +245,42 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     results = _parzen(gan, state, config) if config.eval.parzen else {}
     if not config.eval.classifier_dir:
         return results
-    from gan_jax.metrics import features, fid, inception_score
+    from gan_jax.metrics import features
     net = features.lenet_features(config.eval.classifier_dir)
     n = config.eval.num_samples
     if config.data.name == "stacked_mnist":
         return {**results, **_stacked_mnist_modes(gan, state, config, net)}
+    real = _test_images(config, n)
+    fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
+                           for i in range(0, n, 1000)])
+    return {**results, **_image_scores(net, real, fake)}
+
+
+def real_data_floor(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """What a perfect sampler scores under `evaluate`'s image protocol: the first `eval.num_samples`
+    training images taken as the samples, with the classifier of `eval.classifier_dir`."""
+    from gan_jax.metrics import features
+    n, train_source = config.eval.num_samples, make_source(config, "train")
+    if len(train_source) < n:
+        raise ValueError(f"config.eval.num_samples={n} exceeds the {len(train_source)} training images used")
+    images = train_source.__getitems__(np.arange(n))["x"]
+    return _image_scores(features.lenet_features(config.eval.classifier_dir), _test_images(config, n), images)
+
+
+def _test_images(config: ml_collections.ConfigDict, n: int) -> np.ndarray:
     test = make_source(config, "test")
     if len(test) < n:
         raise ValueError(f"config.eval.num_samples={n} exceeds the {len(test)} test images of {config.data.name}")
-    real = test.__getitems__(np.arange(n))["x"]
-    fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
-                           for i in range(0, n, 1000)])
+    return test.__getitems__(np.arange(n))["x"]
+
+
+def _image_scores(net, real: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """FID of `images` against the `real` images, and the classifier score (IS analogue) of `images`."""
+    from gan_jax.metrics import features, fid, inception_score
     real_f, _ = features.extract(net, real)
-    fake_f, fake_logits = features.extract(net, fake)
+    fake_f, fake_logits = features.extract(net, images)
     score, _ = inception_score.inception_score(jax.nn.softmax(jnp.asarray(fake_logits)))
-    return {**results, "fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))),
-            "classifier_score": float(score)}
+    return {"fid": float(fid.fid(jnp.asarray(real_f), jnp.asarray(fake_f))), "classifier_score": float(score)}
 
 
 def _stacked_mnist_modes(gan, state, config, net) -> dict[str, float]:

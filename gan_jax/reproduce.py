@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from gan_jax import host_memory, paper_tables
 
 PERCENT = ("high_quality", "confident")
+FLOOR_FILE = "real_data_floor.json"
 
 
 def load_config(spec: str, root: str):
@@ -48,14 +49,19 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     rows = [table.row(m) for m in methods] if methods else list(table.rows)
     results, t0 = {}, time.time()
     classifier_dir, accuracy = _classifier(table, workdir, root)
+
+    def run_config(row: paper_tables.Row, seed: int):
+        config = load_config(row.config, root)
+        config.update_from_flattened_dict(table.overrides)
+        if classifier_dir:
+            config.eval.classifier_dir = classifier_dir
+        config.seed = seed
+        return config
+
     for row in rows:
         results[row.method] = []
         for seed in range(first_seed, first_seed + seeds):
-            config = load_config(row.config, root)
-            config.update_from_flattened_dict(table.overrides)
-            if classifier_dir:
-                config.eval.classifier_dir = classifier_dir
-            config.seed = seed
+            config = run_config(row, seed)
             if steps is not None:
                 config.steps = steps
             ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
@@ -63,7 +69,22 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     run = {"results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed, "wall_s": time.time() - t0}
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
+    if "fid" in table.metrics:
+        run["floor"] = _real_data_floor(run_config(table.rows[0], 0), classifier_dir)
     return run
+
+
+def _real_data_floor(config, classifier_dir: str) -> dict[str, float]:
+    """The table's floor measured with its own classifier (training images as the samples), computed
+    once and kept beside the classifier: a retrained classifier gets its own."""
+    from gan_jax import experiment
+    path = os.path.join(classifier_dir, FLOOR_FILE)
+    if not os.path.exists(path):
+        floor = experiment.real_data_floor(config)
+        with open(path, "w") as f:
+            json.dump(floor, f)
+    with open(path) as f:
+        return json.load(f)
 
 
 def _classifier(table: paper_tables.Table, workdir: str, root: str) -> tuple[str, float | None]:
@@ -121,7 +142,9 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
             cells.append(_fmt(m, float(np.mean(col)), spread))
             cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
         lines.append("| " + " | ".join(cells) + " |")
-    floor = ["perfect sampler (floor)"] + [c for m in table.metrics for c in (_fmt(m, table.floor[m]), "")]
+    measured = run.get("floor")
+    floor = ([f"perfect sampler (floor{', this classifier' if measured else ''})"]
+             + [c for m in table.metrics for c in (_fmt(m, (measured or table.floor)[m]), "")])
     lines.append("| " + " | ".join(floor) + " |")
     return "\n".join(lines)
 

@@ -83,6 +83,10 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     with open(tmp_path / "run" / "eval.json") as f:
         saved = json.load(f)
     assert saved["fid"] == results["fid"] and "40 samples vs the first 40 mnist test images" in saved["protocol"]
+    # The floor: training images as the samples, same classifier and protocol; far below a 2-step generator's.
+    floor = experiment.real_data_floor(config)
+    assert set(floor) == {"fid", "classifier_score"}
+    assert 0.0 <= floor["fid"] < results["fid"] / 4 and 1.0 <= floor["classifier_score"] <= 10.0
     config.eval.num_samples = 10_000
     with pytest.raises(ValueError, match="config.eval.num_samples=10000 exceeds the 128 test images of mnist"):
         experiment.evaluate(experiment.train.build(config), None, config)

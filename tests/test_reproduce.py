@@ -85,22 +85,31 @@ def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budg
         runs.append((config, workdir))
         return {"fid": float(len(runs)), "classifier_score": 5.0}
 
+    def fake_floor(config):
+        floors.append(config.eval.classifier_dir)
+        return {"fid": 0.5, "classifier_score": 8.5}
+
+    floors = []
     monkeypatch.setattr(classifier, "train_and_evaluate", fake_classifier)
     monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(experiment, "real_data_floor", fake_floor)
     table = paper_tables.get_table("fid_fashion_mnist")
     run = reproduce.run_table(table, str(tmp_path), seeds=1, steps=7)
     clf_dir = str(tmp_path / "fid_fashion_mnist" / "classifier")
-    assert trained == [("fashion_mnist", clf_dir)]
+    assert trained == [("fashion_mnist", clf_dir)] and floors == [clf_dir]
     assert [c.loss.name for c, _ in runs] == ["non_saturating", "wasserstein", "wasserstein", "least_squares",
                                                "hinge", "relativistic_average"]
     for config, _ in runs:
         assert (config.data.name, config.steps, config.batch_size) == ("fashion_mnist", 7, 64)
         assert config.eval.num_samples == 10_000 and config.eval.classifier_dir == clf_dir
-    reproduce.run_table(table, str(tmp_path), seeds=1, steps=7, methods=["RaSGAN"])
-    assert len(trained) == 1  # the saved classifier is reused
+    again = reproduce.run_table(table, str(tmp_path), seeds=1, steps=7, methods=["RaSGAN"])
+    assert len(trained) == 1 and len(floors) == 1  # the saved classifier and its floor are reused
+    assert again["floor"] == run["floor"] == {"fid": 0.5, "classifier_score": 8.5}
     text = reproduce.markdown(table, run)
     assert "| NS-GAN | 1 | 26.5 ± 1.6 | 5 | — |" in text and "| hinge-SN | 5 | — |" in text
     assert "Feature classifier: 90.00% test accuracy." in text
+    assert "| perfect sampler (floor, this classifier) | 0.5 |  | 8.5 |  |" in text
+    assert "| perfect sampler (floor) | 0.42 |  | 8.44 |  |" in reproduce.markdown(table, {**run, "floor": None})
 
 
 def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_path, monkeypatch):

@@ -3,8 +3,8 @@
 - `lenet_features(workdir)`: our LeNet classifier (gan_jax/metrics/classifier.py), 128-d features of its
   hidden dense layer and 10 logits, 28×28×1 inputs. Classifier-FID values are not comparable with
   published (Inception) FIDs (paper_tables.md §6); record the classifier's checkpoint with every number.
-  Real-vs-real floors measured with the classifiers of experiments/classifier_*.py (train[0:10000] vs
-  the 10,000 test images): FID 2.53 (MNIST), 0.40 (Fashion-MNIST).
+  The real-vs-real floor (train[0:10000] vs the 10,000 test images) depends on the classifier's
+  weights: `experiment.real_data_floor` measures it, and the reproduce command prints it with each table.
 - `inception_v3_features(weights_path)`: the FID InceptionV3 (pool3, 2048-d; 1008 logits) from a weights
   file the user provides (pytorch-fid's port of TensorFlow's 2015 graph, converted to .npz; see
   `_WEIGHTS_HELP` / the FileNotFoundError for the URL and the one-line conversion). Nothing is downloaded.
