@@ -250,7 +250,7 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     n = config.eval.num_samples
     if config.data.name == "stacked_mnist":
         return {**results, **_stacked_mnist_modes(gan, state, config, net)}
-    real = _test_images(config, n)
+    real = _first_images(config, "test", n)
     fake = np.concatenate([np.asarray(_samples(gan, state, config, min(1000, n - i), offset=i))
                            for i in range(0, n, 1000)])
     return {**results, **_image_scores(net, real, fake)}
@@ -260,18 +260,16 @@ def real_data_floor(config: ml_collections.ConfigDict) -> dict[str, float]:
     """What a perfect sampler scores under `evaluate`'s image protocol: the first `eval.num_samples`
     training images taken as the samples, with the classifier of `eval.classifier_dir`."""
     from gan_jax.metrics import features
-    n, train_source = config.eval.num_samples, make_source(config, "train")
-    if len(train_source) < n:
-        raise ValueError(f"config.eval.num_samples={n} exceeds the {len(train_source)} training images used")
-    images = train_source.__getitems__(np.arange(n))["x"]
-    return _image_scores(features.lenet_features(config.eval.classifier_dir), _test_images(config, n), images)
+    n = config.eval.num_samples
+    return _image_scores(features.lenet_features(config.eval.classifier_dir), _first_images(config, "test", n),
+                         _first_images(config, "train", n))
 
 
-def _test_images(config: ml_collections.ConfigDict, n: int) -> np.ndarray:
-    test = make_source(config, "test")
-    if len(test) < n:
-        raise ValueError(f"config.eval.num_samples={n} exceeds the {len(test)} test images of {config.data.name}")
-    return test.__getitems__(np.arange(n))["x"]
+def _first_images(config: ml_collections.ConfigDict, split: str, n: int) -> np.ndarray:
+    source = make_source(config, split)
+    if len(source) < n:
+        raise ValueError(f"config.eval.num_samples={n} exceeds the {len(source)} {split} images of {config.data.name}")
+    return source.__getitems__(np.arange(n))["x"]
 
 
 def _image_scores(net, real: np.ndarray, images: np.ndarray) -> dict[str, float]:
