@@ -237,9 +237,11 @@ def test_im2col_concatenates_whole_channel_rows():
         assert int(dim) < len(shape.split("x")) - 1, (dim, shape)
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["fused_sum", "in_place"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
-def test_col2im_is_the_transpose_of_im2col(case):
-    """The hand-written col2im equals jax.linear_transpose of the im2col (paddings that crop included)."""
+def test_col2im_is_the_transpose_of_im2col(case, in_place):
+    """Both forms of the hand-written col2im equal jax.linear_transpose of the im2col (paddings that
+    crop included)."""
     x, w = _inputs(case)
     s = (case[6],) * 2
     pads = layers._pads(case[7], x.shape[1:3], w.shape[:2], s, allow_str=True)
@@ -247,7 +249,8 @@ def test_col2im_is_the_transpose_of_im2col(case):
     im2col = functools.partial(layers._im2col, kernel_hw=w.shape[:2], s=s, pads=pads, out_hw=out_hw)
     cols = jax.random.normal(jax.random.key(1), im2col(x).shape)
     (expected,) = jax.linear_transpose(im2col, x)(cols)
-    chex.assert_trees_all_close(layers._col2im(cols, x.shape, w.shape[:2], s, pads, out_hw), expected, **F32)
+    chex.assert_trees_all_close(layers._col2im(cols, x.shape, w.shape[:2], s, pads, out_hw, in_place), expected,
+                                **F32)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)

@@ -28,6 +28,7 @@ against ``lax.conv_general_dilated`` / ``lax.conv_transpose``.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -117,25 +118,37 @@ def _im2col(x: Array, kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads
 
 
 def _col2im(cols: Array, x_shape: tuple[int, ...], kernel_hw: tuple[int, int], s: tuple[int, int], pads: Pads,
-            out_hw: tuple[int, int]) -> Array:
+            out_hw: tuple[int, int], in_place: bool = False) -> Array:
     """The transpose of `_im2col`: sums every patch column back onto the input pixel it was read from.
 
     Window (d, r, e) of output (i, j) came from coarse pixel (i + d, j + e) of the [B, hs, s_h, ws,
     s_w*C] view, so the view is a sum of th*tw shifted copies of the patches (r stays an axis),
-    then the forward's pad is undone. With one consumer (the critic's input gradient, before the
-    LeakyReLU backward) XLA:CPU compiles this to one loop fusion; before a BatchNorm (the generator's
-    forward) it writes the th*tw padded copies and re-adds them in each BatchNorm fusion (neither an
-    optimization barrier nor a stacked sum changes that). ``jax.linear_transpose`` of `_im2col`
-    compiled to one padded full-size buffer per window and an add chain (BENCHMARKS.md).
+    then the forward's pad is undone. ``in_place=False`` writes the sum as pads and adds, which
+    XLA:CPU compiles to one loop fusion when the result has one elementwise consumer (the critic's
+    input gradient, before the LeakyReLU backward). Before a BatchNorm (the generator's forward)
+    that form is re-added inside each BatchNorm fusion from th*tw materialised padded copies, so
+    ``in_place=True`` accumulates the copies into one buffer with dynamic-update-slices, which XLA
+    keeps as a buffer of its own (BENCHMARKS.md: -17 ms of generator ops per NS step on one core).
     """
     (b, h, w, c), (kh, kw), (sh, sw), (ho, wo) = x_shape, kernel_hw, s, out_hw
     th, tw = -(-kh // sh), -(-kw // sw)
     hs, ws = ho + th - 1, wo + tw - 1
     t = cols.reshape(b, ho, wo, th, sh, tw, sw * c)
     zero = jnp.zeros((), cols.dtype)
-    acc = functools.reduce(operator.add, (
-        lax.pad(t[:, :, :, d, :, e], zero, ((0, 0, 0), (d, hs - ho - d, 0), (e, ws - wo - e, 0), (0, 0, 0), (0, 0, 0)))
-        for d in range(th) for e in range(tw)))
+
+    def shifted(d: int, e: int) -> Array:
+        return lax.pad(t[:, :, :, d, :, e], zero, ((0, 0, 0), (d, hs - ho - d, 0), (e, ws - wo - e, 0),
+                                                   (0, 0, 0), (0, 0, 0)))
+
+    if in_place:
+        acc = shifted(0, 0)
+        for d, e in itertools.product(range(th), range(tw)):
+            if d or e:
+                at = (0, d, e, 0, 0)
+                window = lax.dynamic_slice(acc, at, (b, ho, wo, sh, sw * c)) + t[:, :, :, d, :, e]
+                acc = lax.dynamic_update_slice(acc, window, at)
+    else:
+        acc = functools.reduce(operator.add, itertools.starmap(shifted, itertools.product(range(th), range(tw))))
     xp = acc.transpose(0, 1, 3, 2, 4).reshape(b, hs * sh, ws * sw, c)
     return lax.pad(xp, zero, ((0, 0, 0), (-pads[0][0], h + pads[0][0] - hs * sh, 0),
                               (-pads[1][0], w + pads[1][0] - ws * sw, 0), (0, 0, 0)))
@@ -178,7 +191,8 @@ def _conv_op_fwd(x, kernel, s, pads):
 
 def _conv_op_bwd(s, pads, res, g):
     x, kernel = res
-    return _conv_adjoint_op(g, kernel, s, pads, x.shape[1:3]), _weight_gradient(x, g, kernel.shape[:2], s, pads)
+    return (_conv_adjoint_op(g, kernel, s, pads, x.shape[1:3], False),
+            _weight_gradient(x, g, kernel.shape[:2], s, pads))
 
 
 _conv_op.defvjp(_conv_op_fwd, _conv_op_bwd)
@@ -195,21 +209,23 @@ def _conv_adjoint(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw
                                     dimension_numbers=DN)
 
 
-def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int]) -> Array:
-    """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col."""
+def _conv_adjoint_gemm(y: Array, kernel: Array, s: tuple[int, int], pads: Pads, in_hw: tuple[int, int],
+                       in_place: bool) -> Array:
+    """`_conv_adjoint` as one GEMM ``y @ K^T`` and col2im, the transpose of the forward's im2col
+    (``in_place``: see `_col2im`; True for a layer's output, False for an input gradient)."""
     (b, ho, wo, co), c = y.shape, kernel.shape[2]
     cols = jnp.matmul(y.reshape(-1, co), _padded_kernel(kernel, s).T, preferred_element_type=jnp.float32)
-    return _col2im(cols, (b, *in_hw, c), kernel.shape[:2], s, pads, (ho, wo)).astype(y.dtype)
+    return _col2im(cols, (b, *in_hw, c), kernel.shape[:2], s, pads, (ho, wo), in_place).astype(y.dtype)
 
 
-_conv_adjoint_op = jax.custom_vjp(_conv_adjoint_gemm, nondiff_argnums=(2, 3, 4))
+_conv_adjoint_op = jax.custom_vjp(_conv_adjoint_gemm, nondiff_argnums=(2, 3, 4, 5))
 
 
-def _conv_adjoint_op_fwd(y, kernel, s, pads, in_hw):
-    return _conv_adjoint_op(y, kernel, s, pads, in_hw), (y, kernel)
+def _conv_adjoint_op_fwd(y, kernel, s, pads, in_hw, in_place):
+    return _conv_adjoint_op(y, kernel, s, pads, in_hw, in_place), (y, kernel)
 
 
-def _conv_adjoint_op_bwd(s, pads, in_hw, res, g):
+def _conv_adjoint_op_bwd(s, pads, in_hw, in_place, res, g):
     # <adjoint(y), g> = <y, conv(g)>: d/dy = conv(g, kernel), d/dkernel = the conv's weight gradient at (g, y).
     y, kernel = res
     return _conv_op(g, kernel, s, pads), _weight_gradient(g, y, kernel.shape[:2], s, pads)
@@ -251,8 +267,9 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     if min(out_hw) < 1:
         raise ValueError(f"padding {pads} crops the whole output of size "
                          f"{tuple((n - 1) * st + k for n, st, k in zip(x.shape[1:3], s, kernel.shape[:2]))}")
-    adjoint = _conv_adjoint_op if _use_gemm(impl) else _conv_adjoint
-    return adjoint(x, jnp.swapaxes(kernel, 2, 3), s, pads, out_hw)
+    if _use_gemm(impl):
+        return _conv_adjoint_op(x, jnp.swapaxes(kernel, 2, 3), s, pads, out_hw, True)
+    return _conv_adjoint(x, jnp.swapaxes(kernel, 2, 3), s, pads, out_hw)
 
 
 class _ConvLayer(nn.Module):
