@@ -253,6 +253,19 @@ def test_col2im_is_the_transpose_of_im2col(case, in_place):
                                 **F32)
 
 
+def test_layer_outputs_accumulate_col2im_in_place_and_input_gradients_do_not():
+    """A transposed convolution's output (BatchNorm follows in a generator) is accumulated with
+    dynamic-update-slices; a convolution's input gradient (one elementwise consumer) keeps the fused
+    sum of pads (BENCHMARKS.md: each form is the faster one in its place on XLA:CPU)."""
+    x, w = _inputs(TCONV_CASES[1])
+    tconv = jax.jit(lambda x, w: conv_transpose2d(x, w, 2, 1)).lower(x, w).as_text()
+    assert tconv.count("stablehlo.dynamic_update_slice") == 3, tconv
+    x, w = _inputs(CONV_CASES[0])
+    input_grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(conv2d(x, w, 2, 1))))).lower(x).as_text()
+    assert "dynamic_update_slice" not in input_grad
+    assert input_grad.count("stablehlo.pad") >= 4, input_grad
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_forward_convolution_transposes_nothing(case):
     """The forward GEMM's operands are pads, reshapes and slices of the input and the kernel. The
