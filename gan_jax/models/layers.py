@@ -17,7 +17,7 @@ Here a convolution is a ``jax.custom_vjp`` op whose rules never ask XLA for that
   dilated input; BENCHMARKS.md has the DCGAN step times before and after.)
 
 ``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics) is the adjoint op applied to its
-input. ``impl="gemm"`` (the default) uses these rules on every backend: on an H100 they were also
+input, with the col2im accumulated in place (see `_col2im`: a BatchNorm usually follows). ``impl="gemm"`` (the default) uses these rules on every backend: on an H100 they were also
 faster than XLA's own (cuDNN) convolutions, 5-60 % per DCGAN step in bf16 (BENCHMARKS.md; measured
 while the adjoint was still the lhs-dilated ``lax`` convolution and the im2col the space-to-depth one);
 ``impl="xla"`` gives plain ``lax.conv_general_dilated`` and XLA's gradients. When k is not a multiple
