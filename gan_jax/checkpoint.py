@@ -19,7 +19,7 @@ from gan_jax import config as config_lib
 
 
 class ConfigMismatchError(ValueError):
-    """The workdir holds a checkpoint of a different experiment."""
+    """The workdir holds a checkpoint of a different experiment, or of a step past config.steps."""
 
 
 def _comparable(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -44,10 +44,16 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def check_config(self) -> None:
-        """Refuse to resume a checkpoint trained with another config, naming the fields that differ."""
+        """Refuse to resume a checkpoint trained with another config, naming the fields that differ, or one
+        past config.steps (evaluating it would label its numbers with config.steps)."""
         step = self.latest_step()
         if step is None:
             return
+        if step > self._config["steps"]:
+            raise ConfigMismatchError(
+                f"{self._manager.directory} holds a checkpoint at step {step}, past config.steps = "
+                f"{self._config['steps']}. Use config.steps >= {step}, or a copy of the workdir without the "
+                f"checkpoints after step {self._config['steps']} to evaluate that step.")
         saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
         diff = config_lib.differing_fields(saved, self._config)
         if diff:

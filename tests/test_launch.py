@@ -137,11 +137,15 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves((state.critic.params, state.generator.params)))
 
 
-def test_workdir_of_another_config_is_refused(tmp_path):
+def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
     config = tiny_config("gan", steps=2)
     experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     longer = tiny_config("gan", steps=4)      # more steps: a resumption, allowed
     experiment.train_and_evaluate(longer, str(tmp_path), devices=ONE_DEVICE)
+    with pytest.raises(checkpoint.ConfigMismatchError, match="holds a checkpoint at step 4, past config.steps = 2"):
+        experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)   # would label step 4 as step 2
+    with open(os.path.join(tmp_path, "eval.json")) as f:
+        assert json.load(f)["step"] == 4
     other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):
