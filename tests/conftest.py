@@ -14,6 +14,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAGS).strip
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "gan_jax_jax_cache"))
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -26,3 +27,13 @@ def pytest_configure(config):
     results); the slow end-to-end tests train real nets and keep the default. Subprocesses inherit it."""
     if "slow" not in config.getoption("markexpr", "").replace("not slow", ""):
         os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    """A TFDS data dir holding the first 128 images of MNIST and Fashion-MNIST, built offline from ../shared/data."""
+    from gan_jax import data
+    d = str(tmp_path_factory.mktemp("tfds"))
+    for name in ("mnist", "fashion_mnist"):
+        data.prepare(name, d, max_examples=128)
+    return d

@@ -37,7 +37,8 @@ def host_batches(config, steps: int, start: int = 0):
             for s in range(start, start + steps)]
 
 
-def _numeric(x):
+def as_numeric(x) -> np.ndarray:
+    """A leaf as float64 numpy; PRNG keys as their key data."""
     if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     return np.asarray(x, np.float64)
@@ -46,8 +47,26 @@ def _numeric(x):
 def max_abs_diff(a, b) -> float:
     """The largest absolute difference over the leaves of two pytrees of the same structure."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    return max(float(np.max(np.abs(_numeric(x) - _numeric(y))))
+    return max(float(np.max(np.abs(as_numeric(x) - as_numeric(y))))
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def small(config, data_dir: str):
+    """An image experiment config shrunk to one tiny step on the offline MNIST of the `data_dir` fixture."""
+    config.steps = 1
+    config.batch_size = 8
+    config.checkpoint_every = config.log_every = config.sample_every = 1
+    config.data.data_dir = data_dir
+    config.data.num_train = min(config.data.num_train, 1024)  # Stacked MNIST draws that many triples
+    config.eval.parzen = False  # needs the full MNIST: tests/test_image_experiments.py::test_goodfellow_parzen_run
+    for who in ("generator", "critic"):
+        spec = config.model[who]
+        for net in (spec, spec.get("base")):
+            if net is not None and net["name"] == "dcgan":
+                net["widths"] = (16, 8)
+            if net is not None and net["name"] == "goodfellow":
+                net["hidden"] = (32, 32)
+    return config
 
 
 def subprocess_xla_flags(devices: int) -> str:

@@ -9,8 +9,7 @@ import pytest
 from gan_jax import experiment, parallel, train
 from gan_jax.models.dcgan import DCGANDiscriminator
 from gan_jax.models.normalization import set_vbn_reference
-from tests.helpers import _numeric
-from tests.test_image_experiments import data_dir, small  # noqa: F401  (module-scoped fixture)
+from tests.helpers import as_numeric, small
 
 
 def _critic(**kw):
@@ -47,7 +46,7 @@ def _config(data_dir, **critic):
 
 
 @pytest.mark.parametrize("critic", [dict(virtual_batch_norm=4), dict(minibatch_discrimination=5)])
-def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, critic):  # noqa: F811
+def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, critic):
     config = _config(data_dir, **critic)
     gan = train.build(config)
     source = experiment.make_source(config)
@@ -61,10 +60,10 @@ def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, cr
         state, metrics = step(state, step.put_batch(batch))
         out.append(jax.device_get((step.get_state(state), metrics)))
     for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])):
-        np.testing.assert_allclose(_numeric(a), _numeric(b), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(as_numeric(a), as_numeric(b), rtol=1e-4, atol=1e-5)
 
 
-def test_virtual_batch_norm_run_end_to_end(data_dir, tmp_path):  # noqa: F811
+def test_virtual_batch_norm_run_end_to_end(data_dir, tmp_path):
     results = experiment.train_and_evaluate(_config(data_dir, virtual_batch_norm=4), str(tmp_path), devices=jax.devices()[:1])
     assert results == {}
     with pytest.raises(ValueError, match="needs its reference batch"):

@@ -10,37 +10,13 @@ import pytest
 from PIL import Image
 
 from gan_jax import data, experiment
+from tests.helpers import small
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_CONFIGS = sorted(
     os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
     if "def get_config" in open(p).read() and ("image_config" in open(p).read() or "_mnist import" in open(p).read()))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("tfds"))
-    for name in ("mnist", "fashion_mnist"):
-        data.prepare(name, d, max_examples=128)
-    return d
-
-
-def small(config, data_dir: str):
-    config.steps = 1
-    config.batch_size = 8
-    config.checkpoint_every = config.log_every = config.sample_every = 1
-    config.data.data_dir = data_dir
-    config.data.num_train = min(config.data.num_train, 1024)  # Stacked MNIST draws that many triples
-    config.eval.parzen = False  # needs the full MNIST: tests/test_image_experiments.py::test_goodfellow_parzen_run
-    for who in ("generator", "critic"):
-        spec = config.model[who]
-        for net in (spec, spec.get("base")):
-            if net is not None and net["name"] == "dcgan":
-                net["widths"] = (16, 8)
-            if net is not None and net["name"] == "goodfellow":
-                net["hidden"] = (32, 32)
-    return config
 
 
 def test_every_image_config_is_tested():
