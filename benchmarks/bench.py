@@ -150,13 +150,29 @@ def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int
     return Runner(row, run, check)
 
 
+def torch_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_torch_precisions(precisions: list[str], device: str) -> None:
+    """torch_reference autocasts to bf16 and enables tf32 on CUDA only: on CPU those would time fp32 under another name."""
+    unknown = [q for q in precisions if q not in TORCH_PRECISIONS]
+    cuda_only = [q for q in precisions if q != "fp32" and device != "cuda"]
+    if unknown or cuda_only:
+        raise ValueError(f"torch precisions {unknown or cuda_only} on {device!r}: allowed "
+                         f"{list(TORCH_PRECISIONS) if device == 'cuda' else ['fp32']} (torch_reference.py runs "
+                         "tf32 and bf16 only on CUDA)")
+
+
 def torch_runner(reference: str, arch: str, loss: str, batch: int, precision: str, warmup: int) -> Runner:
     """torch_reference.py's own step (`make_step`, eager), its real batches, warmed up like its `run()`."""
     spec = importlib.util.spec_from_file_location("torch_reference", reference)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     import torch
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device()
+    check_torch_precisions([precision], device)
     tp = precision
     torch.backends.cuda.matmul.allow_tf32 = tp == "tf32"
     torch.backends.cudnn.allow_tf32 = tp == "tf32"
@@ -249,6 +265,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "same process); glibc: the allocator's defaults")
     p.add_argument("--json", help="append the JSON lines to this file")
     a = p.parse_args(argv)
+    # torch_reference autocasts to bf16 on CUDA only, and tf32 is a CUDA mode: on CPU both would be fp32 again.
+    torch_precisions = a.torch_precisions or (list(TORCH_PRECISIONS) if a.gpu else ["fp32"])
+    if a.torch:
+        try:
+            check_torch_precisions(torch_precisions, torch_device())
+        except ValueError as e:
+            p.error(str(e))
     malloc = a.malloc if a.malloc == "glibc" or host_memory.keep_freed_memory() else "glibc (keep unavailable)"
     configs = [parse_config(c) for c in (a.configs or (GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
     print(json.dumps({"host_cpus_usable": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0], "malloc": malloc,
@@ -268,8 +291,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         steps = a.steps or (50 if a.gpu else (10 if N_CRITIC[loss] == 1 else 4))
         return steps, (a.warmup if a.warmup is not None else (10 if a.gpu else 2))
 
-    # torch_reference autocasts to bf16 on CUDA only, and tf32 is a CUDA mode: on CPU both would be fp32 again.
-    torch_precisions = a.torch_precisions or (list(TORCH_PRECISIONS) if a.gpu else ["fp32"])
     for arch, loss, batch in configs:
         steps, warmup = counts(loss)
         runners = [gan_jax_runner(arch, loss, batch, q, warmup, conv_impl=a.conv_impl,

@@ -66,6 +66,16 @@ def test_bad_config_names_the_value_and_the_allowed_ones(text, message):
         flops.step_flops("dcgan32", "lsgan", 64)
 
 
+def test_torch_precisions_other_than_fp32_are_refused_off_cuda():
+    # torch_reference would time fp32 and the table would call it bf16.
+    with pytest.raises(ValueError, match=r"\['bf16'\] on 'cpu': allowed \['fp32'\]"):
+        bench.check_torch_precisions(["fp32", "bf16"], "cpu")
+    with pytest.raises(ValueError, match=r"\['fp16'\] on 'cuda'"):
+        bench.check_torch_precisions(["fp16"], "cuda")
+    bench.check_torch_precisions(["fp32"], "cpu")
+    bench.check_torch_precisions(["fp32", "tf32", "bf16"], "cuda")
+
+
 def test_profile_counts_asynchronous_ops_from_start_to_their_end_event():
     import profile_step
     meta = {"fusion.1": ("f32[4]", "x"), "conv.2": ("f32[4]", "y")}
