@@ -9,6 +9,7 @@ BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 sys.path.insert(0, BENCH)
 import bench  # noqa: E402
 import flops  # noqa: E402
+import matmul  # noqa: E402
 
 TORCH_REFERENCE = bench.DEFAULT_TORCH_REFERENCE
 
@@ -98,3 +99,11 @@ def test_table_gives_the_paired_ratio_of_alternating_repeats():
         [1.05, 0.9, 1.1, 1.1])
     row = bench.table([ours, theirs]).splitlines()[2]
     assert "| 0.98x | 1.08x [0.90-1.10], 3/4 |" in row  # the medians' ratio 5.0/5.1, then the paired one
+
+
+def test_matmul_rates_are_positive_per_shape_and_dtype_and_bad_shapes_are_named():
+    rows = matmul.main(["--shapes", "64x32x16", "--repeats", "1", "--no_torch"])
+    assert [(r["shape"], r["dtype"]) for r in rows] == [([64, 32, 16], "float32"), ([64, 32, 16], "bfloat16")]
+    assert all(r["gflops"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="'64x0x16' must be MxKxN"):
+        matmul.parse_shape("64x0x16")
