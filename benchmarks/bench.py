@@ -171,8 +171,7 @@ def torch_runner(reference: str, arch: str, loss: str, batch: int, precision: st
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     import torch
-    device = torch_device()
-    check_torch_precisions([precision], device)
+    device = torch_device()  # main() has refused CUDA-only precisions off CUDA
     tp = precision
     torch.backends.cuda.matmul.allow_tf32 = tp == "tf32"
     torch.backends.cudnn.allow_tf32 = tp == "tf32"

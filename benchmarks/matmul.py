@@ -32,7 +32,7 @@ def gflops(run: Callable[[], object], m: int, k: int, n: int, repeats: int) -> f
 def parse_shape(text: str) -> tuple[int, int, int]:
     parts = text.split("x")
     if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"shape {text!r} must be MxKxN with positive integers, e.g. 4096x1024x256")
+        raise ValueError(f"shape {text!r} must be MxKxN with positive integers, e.g. 4096x1024x128")
     return tuple(int(p) for p in parts)
 
 
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         shapes = [parse_shape(s) for s in a.shapes]
     except ValueError as e:
         p.error(str(e))
+    if not a.no_torch:
+        import torch
     rows = []
     matmul = jax.jit(jnp.matmul)
     for m, k, n in shapes:
@@ -55,7 +57,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append({"impl": "jax", "device": str(jax.devices()[0]), "shape": [m, k, n], "dtype": name,
                          "gflops": rate})
             if not a.no_torch:
-                import torch
                 tx, ty = torch.ones(m, k, dtype=getattr(torch, name)), torch.ones(k, n, dtype=getattr(torch, name))
                 rate = gflops(lambda: tx @ ty, m, k, n, a.repeats)
                 rows.append({"impl": "torch", "threads": torch.get_num_threads(), "shape": [m, k, n], "dtype": name,
