@@ -170,7 +170,8 @@ def main(argv):
                     first_seed=FLAGS.first_seed)
     text = markdown(table, run)
     facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
-             f"(trained runs only); {time.strftime('%Y-%m-%d')}.")
+             f"(training or loading and evaluating every run and any feature classifier; not the floor); "
+             f"{time.strftime('%Y-%m-%d')}.")
     print(text + facts)
     with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:
         f.write(text + facts + "\n")
