@@ -72,8 +72,9 @@ def _fid_table(dataset: str, lucic: dict[str, tuple[float, float]], floor: dict[
                   "images scored as the samples, with the table's own classifier (measured when the table "
                   "runs; the registry keeps the 2026-11-26 classifiers' values, 99.16 % MNIST and 91.48 % "
                   "Fashion-MNIST test accuracy). Compare FIDs only under one classifier: a classifier "
-                  "retrained with another seed moved the Fashion-MNIST FIDs by up to 13 %, as much as a new "
-                  "training seed, while keeping the methods' ranking (RESULTS.md, 2026-12-02)."),
+                  "retrained with another seed moved the FIDs by up to 13 % (Fashion-MNIST) and 22 % "
+                  "(MNIST), as much as or more than a new training seed, while keeping the methods' "
+                  "ranking (RESULTS.md, 2026-12-02)."),
         metrics=("fid", "classifier_score"), rows=rows, floor=floor, paper_steps=None, paper_seeds=1,
         overrides={"batch_size": 64, "eval.num_samples": 10_000},
         classifier=f"experiments/classifier_{dataset}.py")
