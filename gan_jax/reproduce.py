@@ -1,11 +1,14 @@
 """Reproduce a paper table: train (or load) its runs and print our numbers beside the paper's.
 
     python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2]
+    python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
 directory of another config is refused. The Markdown table (also
-written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds.
+written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds and
+Welch's t-test between methods adjacent in the first metric. `--merge` pools the JSON files of seeds run
+apart (other workdirs, machines or days) into one table without training anything.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import time
 
 import numpy as np
 from absl import app, flags, logging
+from scipy import stats
 
 from gan_jax import host_memory, paper_tables
 
@@ -66,12 +70,89 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
                 config.steps = steps
             ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
-    run = {"results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed, "wall_s": time.time() - t0}
+    run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
+           "wall_s": time.time() - t0}
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
     if "fid" in table.metrics:
         run["floor"] = _real_data_floor(run_config(table.rows[0], 0), classifier_dir)
     return run
+
+
+def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str]) -> dict:
+    """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
+    into one run over all their seeds. They must share the budget, the methods and, for tables read by a
+    classifier, the classifier itself, identified by its measured floor (equal to the last bit for one
+    classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
+    if len(runs) < 2 or len(runs) != len(names):
+        raise ValueError(f"merge needs two or more runs with one name each, got {len(runs)} and {len(names)}")
+    for run, name in zip(runs, names):
+        if run.get("table", table.name) != table.name:
+            raise ValueError(f"{name} is a run of table {run['table']!r}, not {table.name!r}")
+        for method, evals in run["results"].items():
+            table.row(method)  # refuses a method the table does not have
+            if any(set(e) != set(table.metrics) for e in evals):
+                raise ValueError(f"{name}: {method} has metrics {sorted(evals[0])}, table {table.name!r} "
+                                 f"has {sorted(table.metrics)}")
+    for key, what in (("steps", "generator steps"), ("floor", "feature classifier (its floor)")):
+        values = [run.get(key) for run in runs]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"cannot pool runs with different {what}: "
+                             + ", ".join(f"{n}: {v}" for n, v in zip(names, values)))
+    methods = [sorted(run["results"]) for run in runs]
+    if any(m != methods[0] for m in methods):
+        raise ValueError("cannot pool runs of different methods: "
+                         + "; ".join(f"{n}: {m}" for n, m in zip(names, methods)))
+    owner: dict[int, str] = {}
+    for run, name in zip(runs, names):
+        for seed in _seeds(run):
+            if seed in owner:
+                raise ValueError(f"seed {seed} is in both {owner[seed]} and {name}")
+            owner[seed] = name
+    order = sorted((seed, i, j) for i, run in enumerate(runs) for j, seed in enumerate(_seeds(run)))
+    merged = {"table": table.name,
+              "results": {m: [runs[i]["results"][m][j] for _, i, j in order] for m in methods[0]},
+              "steps": runs[0]["steps"], "seeds": len(order), "first_seed": order[0][0],
+              "seed_list": [seed for seed, _, _ in order], "wall_s": sum(run["wall_s"] for run in runs),
+              "merged_from": list(names)}
+    for key in ("classifier_test_accuracy", "floor"):
+        if key in runs[0]:
+            merged[key] = runs[0][key]
+    return merged
+
+
+def _seeds(run: dict) -> list[int]:
+    first = run.get("first_seed", 0)
+    return list(run.get("seed_list") or range(first, first + run["seeds"]))
+
+
+def welch(a, b) -> tuple[float, float, float]:
+    """(mean(b) - mean(a), Welch's t, two-sided p) for two samples of at least two values each; t and p
+    are NaN when neither sample varies."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"Welch's t-test needs two or more values per sample, got {len(a)} and {len(b)}")
+    diff = float(b.mean() - a.mean())
+    if a.var() == 0 and b.var() == 0:
+        return diff, float("nan"), float("nan")
+    test = stats.ttest_ind(b, a, equal_var=False)
+    return diff, float(test.statistic), float(test.pvalue)
+
+
+def adjacent_differences(table: paper_tables.Table, run: dict) -> list[str]:
+    """One line per pair of methods adjacent in the mean of the table's first metric: the difference and
+    Welch's t-test over seeds (methods with fewer than two seeds or a non-finite value are left out)."""
+    metric = table.metrics[0]
+    values = {m: [r[metric] for r in rs] for m, rs in run["results"].items()}
+    values = {m: v for m, v in values.items() if len(v) > 1 and np.all(np.isfinite(v))}
+    order = sorted(values, key=lambda m: np.mean(values[m]))
+    lines = []
+    for a, b in zip(order, order[1:]):
+        diff, t, p = welch(values[a], values[b])
+        test = "neither varies over seeds" if np.isnan(t) else f"t = {t:.2f}, p = {p:.2g}"
+        lines.append(f"- {a} ({_fmt(metric, float(np.mean(values[a])))}) → {b} "
+                     f"({_fmt(metric, float(np.mean(values[b])))}): +{_fmt(metric, diff)}, {test}")
+    return lines
 
 
 def _real_data_floor(config, classifier_dir: str) -> dict[str, float]:
@@ -113,10 +194,14 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
 
 
 def _seed_range(run: dict) -> str:
-    first, n = run.get("first_seed", 0), run["seeds"]
-    if not first:
+    seeds = _seeds(run)
+    if seeds == list(range(len(seeds))):
         return ""
-    return f" (seed {first})" if n == 1 else f" (seeds {first}–{first + n - 1})"
+    if len(seeds) == 1:
+        return f" (seed {seeds[0]})"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f" (seeds {seeds[0]}–{seeds[-1]})"
+    return f" (seeds {', '.join(map(str, seeds))})"
 
 
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
@@ -146,6 +231,12 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
     floor = ([f"perfect sampler (floor{', this classifier' if measured else ''})"]
              + [c for m in table.metrics for c in (_fmt(m, (measured or table.floor)[m]), "")])
     lines.append("| " + " | ".join(floor) + " |")
+    differences = adjacent_differences(table, run)
+    if differences:
+        lines += ["", f"Methods adjacent in mean {table.metrics[0]}: the difference of the means and Welch's t-test "
+                      f"over seeds (two-sided p):", *differences]
+    if run.get("merged_from"):
+        lines += ["", f"Pooled from: {', '.join(run['merged_from'])}."]
     return "\n".join(lines)
 
 
@@ -156,6 +247,8 @@ flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 
                      "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's).")
+flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart) into one "
+                  "table in --workdir instead of training; they must share budget, methods and classifier.")
 
 
 def main(argv):
@@ -164,14 +257,26 @@ def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     logging.set_verbosity(logging.WARNING)
+    os.makedirs(FLAGS.workdir, exist_ok=True)
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
-    run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,
-                    first_seed=FLAGS.first_seed)
+    if FLAGS.merge:
+        training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "methods") if FLAGS[f].present]
+        if training:
+            raise app.UsageError(f"--merge pools finished runs and trains nothing; drop {', '.join(training)}")
+        runs = []
+        for path in FLAGS.merge:
+            with open(path) as f:
+                runs.append(json.load(f))
+        run = merge_runs(table, runs, FLAGS.merge)
+        facts = f"\n\nWall time {run['wall_s']:.0f} s summed over the pooled files; pooled {time.strftime('%Y-%m-%d')}."
+    else:
+        run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,
+                        first_seed=FLAGS.first_seed)
+        facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
+                 f"(training or loading and evaluating every run and any feature classifier; not the floor); "
+                 f"{time.strftime('%Y-%m-%d')}.")
     text = markdown(table, run)
-    facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
-             f"(training or loading and evaluating every run and any feature classifier; not the floor); "
-             f"{time.strftime('%Y-%m-%d')}.")
     print(text + facts)
     with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:
         f.write(text + facts + "\n")

@@ -1,8 +1,10 @@
 """The paper-table registry and the reproduce command."""
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gan_jax import paper_tables, reproduce
@@ -128,3 +130,84 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
     assert "Ours: 1 seed(s) (seed 2) ×" in reproduce.markdown(table, {**run, "seeds": 1, "first_seed": 2})
     with pytest.raises(ValueError, match="first_seed=-1"):
         reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
+
+
+# Classifier FIDs of the Fashion-MNIST table at 2,000 steps, seeds 0 / 1 / 2
+# (results/2026-12-0{1,2}/fid_fashion_mnist_seed{0,1,2}_2000steps.json).
+RASGAN = [68.24703979492188, 67.19659423828125, 64.69952392578125]
+NS_GAN = [69.35540771484375, 71.06607055664062, 69.525146484375]
+
+
+def test_welch_t_test_matches_its_formula_and_the_recorded_fashion_mnist_figures():
+    import jax.numpy as jnp
+    from jax.scipy.special import betainc
+    diff, t, p = reproduce.welch(RASGAN, NS_GAN)
+    va, vb = np.var(RASGAN, ddof=1) / 3, np.var(NS_GAN, ddof=1) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)  # Welch-Satterthwaite
+    np.testing.assert_allclose(diff, np.mean(NS_GAN) - np.mean(RASGAN), rtol=1e-12)
+    np.testing.assert_allclose(t, diff / np.sqrt(va + vb), rtol=1e-12)
+    # Two-sided Student-t tail through the regularised incomplete beta function (JAX's, not scipy's).
+    np.testing.assert_allclose(p, float(betainc(df / 2, 0.5, df / (df + jnp.asarray(t) ** 2))), rtol=1e-4)
+    assert (round(diff, 1), round(t, 2), round(p, 2)) == (3.3, 2.76, 0.07)  # as RESULTS.md states
+    assert np.isnan(reproduce.welch([8.0, 8.0], [8.0, 8.0])[2])
+    with pytest.raises(ValueError, match="two or more values per sample, got 1 and 3"):
+        reproduce.welch([1.0], NS_GAN)
+
+
+def _fid_run(first_seed, fids, steps=2000, floor=0.403):
+    """A run of the Fashion-MNIST FID table with two methods; fids: method -> FID per seed."""
+    return {"results": {m: [{"fid": f, "classifier_score": 5.0} for f in v] for m, v in fids.items()},
+            "steps": steps, "seeds": len(next(iter(fids.values()))), "first_seed": first_seed, "wall_s": 10.0,
+            "classifier_test_accuracy": 0.915, "floor": {"fid": floor, "classifier_score": 8.43}}
+
+
+def test_merge_pools_seeds_run_apart_in_seed_order_and_tests_adjacent_methods():
+    table = paper_tables.get_table("fid_fashion_mnist")
+    early = _fid_run(0, {"RaSGAN": RASGAN[:2], "NS-GAN": NS_GAN[:2]})
+    late = _fid_run(3, {"RaSGAN": RASGAN[2:], "NS-GAN": NS_GAN[2:]})
+    run = reproduce.merge_runs(table, [late, early], ["late.json", "early.json"])
+    assert run["seed_list"] == [0, 1, 3] and run["seeds"] == 3 and run["wall_s"] == 20.0
+    assert [r["fid"] for r in run["results"]["RaSGAN"]] == RASGAN and run["floor"] == early["floor"]
+    text = reproduce.markdown(table, run)
+    assert "Ours: 3 seed(s) (seeds 0, 1, 3) × 2000 generator steps" in text
+    assert "| NS-GAN | 70 ± 0.94 | 26.5 ± 1.6 |" in text and "| RaSGAN | 66.7 ± 1.8 | — |" in text
+    assert "- RaSGAN (66.7) → NS-GAN (70): +3.27, t = 2.76, p = 0.07" in text
+    assert "Pooled from: late.json, early.json." in text
+    # One seed per method: nothing to test, so no comparison lines.
+    assert "t = " not in reproduce.markdown(table, early | {"results": {"RaSGAN": [{"fid": 1.0, "classifier_score": 5.0}],
+                                                                         "NS-GAN": [{"fid": 2.0, "classifier_score": 5.0}]},
+                                                             "seeds": 1})
+
+
+@pytest.mark.parametrize("other, message", [
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, steps=1000),
+     "different generator steps: a.json: 2000, b.json: 1000"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, floor=0.36), "different feature classifier \\(its floor\\)"),
+    (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 is in both a.json and b.json"),
+    (_fid_run(3, {"RaSGAN": [1.0]}), "different methods: a.json: \\['NS-GAN', 'RaSGAN'\\]; b.json: \\['RaSGAN'\\]"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"table": "fid_mnist"},
+     "b.json is a run of table 'fid_mnist', not 'fid_fashion_mnist'"),
+    (_fid_run(3, {"RaSGAN": [1.0], "DCGAN": [2.0]}), "has no method 'DCGAN'"),
+])
+def test_merge_refuses_runs_that_are_not_one_experiment(other, message):
+    table = paper_tables.get_table("fid_fashion_mnist")
+    with pytest.raises(ValueError, match=message):
+        reproduce.merge_runs(table, [_fid_run(0, {"RaSGAN": RASGAN[:2], "NS-GAN": NS_GAN[:2]}), other],
+                             ["a.json", "b.json"])
+
+
+def test_merge_command_writes_the_pooled_table_and_refuses_training_flags(tmp_path):
+    paths = []
+    for name, run in (("s01.json", _fid_run(0, {"RaSGAN": RASGAN[:2], "NS-GAN": NS_GAN[:2]})),
+                      ("s2.json", _fid_run(2, {"RaSGAN": RASGAN[2:], "NS-GAN": NS_GAN[2:]}))):
+        (tmp_path / name).write_text(json.dumps(run))
+        paths.append(str(tmp_path / name))
+    cmd = [sys.executable, "-m", "gan_jax.reproduce", "fid_fashion_mnist", "--workdir", str(tmp_path / "out"),
+           "--merge", ",".join(paths)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "3 seed(s) × 2000 generator steps" in p.stdout and "p = 0.07" in p.stdout
+    pooled = json.loads((tmp_path / "out" / "fid_fashion_mnist.json").read_text())
+    assert pooled["seed_list"] == [0, 1, 2] and pooled["merged_from"] == paths
+    p = subprocess.run(cmd + ["--steps", "5"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode != 0 and "trains nothing; drop --steps" in p.stderr
