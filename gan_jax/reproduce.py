@@ -79,13 +79,21 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     return run
 
 
-def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str]) -> dict:
+def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
+               methods: list[str] | None = None) -> dict:
     """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
-    into one run over all their seeds. They must share the budget, the methods and, for tables read by a
-    classifier, the classifier itself, identified by its measured floor (equal to the last bit for one
-    classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
+    into one run over all their seeds, of `methods` only if given. They must share the budget, the methods
+    and, for tables read by a classifier, the classifier itself, identified by its test accuracy and
+    measured floor (equal to the last bit for one classifier): FIDs read by two classifiers of one config
+    differ by up to 22 % (RESULTS.md)."""
     if len(runs) < 2 or len(runs) != len(names):
         raise ValueError(f"merge needs two or more runs with one name each, got {len(runs)} and {len(names)}")
+    if methods:
+        for run, name in zip(runs, names):
+            missing = sorted(set(methods) - set(run["results"]))
+            if missing:
+                raise ValueError(f"{name} has no runs of {missing}; it has {sorted(run['results'])}")
+        runs = [{**run, "results": {m: run["results"][m] for m in methods}} for run in runs]
     for run, name in zip(runs, names):
         if run.get("table", table.name) != table.name:
             raise ValueError(f"{name} is a run of table {run['table']!r}, not {table.name!r}")
@@ -94,11 +102,16 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str]) ->
             if any(set(e) != set(table.metrics) for e in evals):
                 raise ValueError(f"{name}: {method} has metrics {sorted(evals[0])}, table {table.name!r} "
                                  f"has {sorted(table.metrics)}")
-    for key, what in (("steps", "generator steps"), ("floor", "feature classifier (its floor)")):
+    for key, what in (("steps", "generator steps"),
+                      ("classifier_test_accuracy", "feature classifiers (test accuracy)"),
+                      ("floor", "feature classifiers (floor)")):
         values = [run.get(key) for run in runs]
         if any(v != values[0] for v in values):
+            hint = ("; score one set of run directories with the other's classifier instead (copy its classifier "
+                    "directory into the workdir and rerun the table: finished runs are only evaluated)"
+                    if "classifier" in what else "")
             raise ValueError(f"cannot pool runs with different {what}: "
-                             + ", ".join(f"{n}: {v}" for n, v in zip(names, values)))
+                             + ", ".join(f"{n}: {v}" for n, v in zip(names, values)) + hint)
     methods = [sorted(run["results"]) for run in runs]
     if any(m != methods[0] for m in methods):
         raise ValueError("cannot pool runs of different methods: "
@@ -246,7 +259,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method.")
 flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 1 (e.g. to add seeds run "
                      "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
-flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's).")
+flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart) into one "
                   "table in --workdir instead of training; they must share budget, methods and classifier.")
 
@@ -261,14 +274,14 @@ def main(argv):
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
     if FLAGS.merge:
-        training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "methods") if FLAGS[f].present]
+        training = [f"--{f}" for f in ("seeds", "first_seed", "steps") if FLAGS[f].present]
         if training:
             raise app.UsageError(f"--merge pools finished runs and trains nothing; drop {', '.join(training)}")
         runs = []
         for path in FLAGS.merge:
             with open(path) as f:
                 runs.append(json.load(f))
-        run = merge_runs(table, runs, FLAGS.merge)
+        run = merge_runs(table, runs, FLAGS.merge, FLAGS.methods)
         facts = f"\n\nWall time {run['wall_s']:.0f} s summed over the pooled files; pooled {time.strftime('%Y-%m-%d')}."
     else:
         run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,

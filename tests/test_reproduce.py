@@ -173,6 +173,10 @@ def test_merge_pools_seeds_run_apart_in_seed_order_and_tests_adjacent_methods():
     assert "| NS-GAN | 70 ± 0.94 | 26.5 ± 1.6 |" in text and "| RaSGAN | 66.7 ± 1.8 | — |" in text
     assert "- RaSGAN (66.7) → NS-GAN (70): +3.27, t = 2.76, p = 0.07" in text
     assert "Pooled from: late.json, early.json." in text
+    only = reproduce.merge_runs(table, [late, early], ["late.json", "early.json"], methods=["NS-GAN"])
+    assert list(only["results"]) == ["NS-GAN"] and [r["fid"] for r in only["results"]["NS-GAN"]] == NS_GAN
+    with pytest.raises(ValueError, match="late.json has no runs of \\['WGAN'\\]; it has \\['NS-GAN', 'RaSGAN'\\]"):
+        reproduce.merge_runs(table, [late, early], ["late.json", "early.json"], methods=["WGAN", "NS-GAN"])
     # One seed per method: nothing to test, so no comparison lines.
     assert "t = " not in reproduce.markdown(table, early | {"results": {"RaSGAN": [{"fid": 1.0, "classifier_score": 5.0}],
                                                                          "NS-GAN": [{"fid": 2.0, "classifier_score": 5.0}]},
@@ -182,7 +186,9 @@ def test_merge_pools_seeds_run_apart_in_seed_order_and_tests_adjacent_methods():
 @pytest.mark.parametrize("other, message", [
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, steps=1000),
      "different generator steps: a.json: 2000, b.json: 1000"),
-    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, floor=0.36), "different feature classifier \\(its floor\\)"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, floor=0.36), "different feature classifiers \\(floor\\)"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"classifier_test_accuracy": 0.9119},
+     "different feature classifiers \\(test accuracy\\): a.json: 0.915, b.json: 0.9119; score one set"),
     (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 is in both a.json and b.json"),
     (_fid_run(3, {"RaSGAN": [1.0]}), "different methods: a.json: \\['NS-GAN', 'RaSGAN'\\]; b.json: \\['RaSGAN'\\]"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"table": "fid_mnist"},
