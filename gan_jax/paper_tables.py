@@ -3,12 +3,14 @@
 One machine-readable source for `python -m gan_jax.reproduce` and the tests. Values are from
 `shared/papers/paper_tables.md` (which cites the paper or official repository each was read in);
 `None` marks a method the paper did not report. Spreads are as published (PacGAN: standard error
-over 10 trials; Goodfellow: standard error over test examples).
+over 10 or 50 trials; Goodfellow: standard error over test examples), and each table's `Tolerance`
+says when our mean reproduces a published value.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import math
+from typing import Any, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,6 +18,25 @@ class Row:
     method: str
     config: str                                   # "experiments/<file>.py:<variant>"
     paper: dict[str, tuple[float, float | None]]  # metric -> (value, spread); {} if not in the paper
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """When our mean over seeds reproduces a published value: |ours - paper| <= z * sqrt(se_ours**2 + se_paper**2),
+    with se_ours = std over seeds / sqrt(seeds) (0 for one seed) and se_paper the published spread, a standard
+    error in every table that has a tolerance. At z = 2 this is a two-sided normal test at about 5 %."""
+    z: float = 2.0
+
+    def check(self, ours: Sequence[float], paper: tuple[float, float | None]) -> tuple[bool, float]:
+        """(within tolerance, the distance |mean(ours) - paper| in combined standard errors)."""
+        if len(ours) == 0 or not all(math.isfinite(v) for v in ours):
+            return False, math.inf
+        n, mean = len(ours), sum(ours) / len(ours)
+        var = sum((v - mean) ** 2 for v in ours) / (n - 1) if n > 1 else 0.0
+        se = math.sqrt(var / n + (paper[1] or 0.0) ** 2)
+        diff = abs(mean - paper[0])
+        distance = diff / se if se > 0 else (0.0 if diff == 0 else math.inf)
+        return distance <= self.z, distance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +52,7 @@ class Table:
     not_here: str = ""               # why this table is not produced on this machine ("" if it is)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # flattened config keys set in every run
     classifier: str = ""             # classifier config whose features the runs are evaluated with ("" = none)
+    tolerance: Tolerance | None = Tolerance()  # None: the paper's values are on another scale (ranking only)
 
     def row(self, method: str) -> Row:
         for r in self.rows:
@@ -77,7 +99,7 @@ def _fid_table(dataset: str, lucic: dict[str, tuple[float, float]], floor: dict[
                   "ranking (RESULTS.md, 2026-12-02)."),
         metrics=("fid", "classifier_score"), rows=rows, floor=floor, paper_steps=None, paper_seeds=1,
         overrides={"batch_size": 64, "eval.num_samples": 10_000},
-        classifier=f"experiments/classifier_{dataset}.py")
+        classifier=f"experiments/classifier_{dataset}.py", tolerance=None)
 
 
 def _stacked_metz_table(paper: dict[tuple[str, str], tuple[tuple[float, float], ...]]) -> Table:

@@ -82,12 +82,12 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
 def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                methods: list[str] | None = None) -> dict:
     """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
-    into one run over all their seeds, of `methods` only if given. They must share the budget, the methods
+    into one run over all their seeds, of `methods` only if given (one run: itself, to print it again). They must share the budget, the methods
     and, for tables read by a classifier, the classifier itself, identified by its test accuracy and
     measured floor (equal to the last bit for one classifier): FIDs read by two classifiers of one config
     differ by up to 22 % (RESULTS.md)."""
-    if len(runs) < 2 or len(runs) != len(names):
-        raise ValueError(f"merge needs two or more runs with one name each, got {len(runs)} and {len(names)}")
+    if not runs or len(runs) != len(names):
+        raise ValueError(f"merge needs one or more runs with one name each, got {len(runs)} and {len(names)}")
     if methods:
         for run, name in zip(runs, names):
             missing = sorted(set(methods) - set(run["results"]))
@@ -217,15 +217,29 @@ def _seed_range(run: dict) -> str:
     return f" (seeds {', '.join(map(str, seeds))})"
 
 
+def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarray) -> str:
+    """"modes yes (0.6), kl no (9.1)": each published metric of the row against the table's tolerance."""
+    out = []
+    for j, m in enumerate(table.metrics):
+        if m in row.paper:
+            ok, distance = table.tolerance.check(values[:, j].tolist(), row.paper[m])
+            out.append(f"{m} {'yes' if ok else 'no'} ({distance:.1f})")
+    return ", ".join(out) or "—"
+
+
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
                            for m in table.metrics for i in range(2)]
+    if table.tolerance:
+        header.append("paper within tolerance (distance in SE)")
     lines = [f"**{table.source}**", "",
              f"Protocol: {table.protocol}",
              f"Ours: {run['seeds']} seed(s){_seed_range(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
+             + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
+                if table.tolerance else "")
              + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
                 if run.get("classifier_test_accuracy") is not None else ""), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -239,17 +253,20 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
             spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
             cells.append(_fmt(m, float(np.mean(col)), spread))
             cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
+        if table.tolerance:
+            cells.append(_verdicts(table, row, values))
         lines.append("| " + " | ".join(cells) + " |")
     measured = run.get("floor")
     floor = ([f"perfect sampler (floor{', this classifier' if measured else ''})"]
-             + [c for m in table.metrics for c in (_fmt(m, (measured or table.floor)[m]), "")])
+             + [c for m in table.metrics for c in (_fmt(m, (measured or table.floor)[m]), "")]
+             + ([""] if table.tolerance else []))
     lines.append("| " + " | ".join(floor) + " |")
     differences = adjacent_differences(table, run)
     if differences:
         lines += ["", f"Methods adjacent in mean {table.metrics[0]}: the difference of the means and Welch's t-test "
                       f"over seeds (two-sided p):", *differences]
     if run.get("merged_from"):
-        lines += ["", f"Pooled from: {', '.join(run['merged_from'])}."]
+        lines += ["", f"Runs from: {', '.join(run['merged_from'])}."]
     return "\n".join(lines)
 
 
@@ -260,8 +277,9 @@ flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 
                      "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
-flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart) into one "
-                  "table in --workdir instead of training; they must share budget, methods and classifier.")
+flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
+                  "print it again with today's registry) into one table in --workdir instead of training; they "
+                  "must share budget, methods and classifier.")
 
 
 def main(argv):

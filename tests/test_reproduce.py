@@ -44,11 +44,32 @@ def test_markdown_puts_mean_and_std_beside_the_paper():
         "GAN": [{"modes": 6.0, "high_quality": 0.9, "reverse_kl": 0.5},
                 {"modes": 8.0, "high_quality": 0.8, "reverse_kl": float("inf")}]}}
     text = reproduce.markdown(table, run)
-    assert "| GAN | 7 ± 1.4 | 6.3 ± 0.5 | 85 ± 7.1 % | 98.2 ± 0.2 % | ∞ | 0.45 ± 0.09 |" in text
+    # modes: |7 - 6.3| / sqrt(1.41**2 / 2 + 0.5**2) = 0.63 standard errors; high quality: 0.132 / 0.05 = 2.64.
+    assert ("| GAN | 7 ± 1.4 | 6.3 ± 0.5 | 85 ± 7.1 % | 98.2 ± 0.2 % | ∞ | 0.45 ± 0.09 "
+            "| modes yes (0.6), high_quality no (2.6), reverse_kl no (inf) |") in text
     assert "PacGAN2" not in text  # only the methods that were run
-    assert "| perfect sampler (floor) | 8 |  | 98.9 % |  | 0.0014 |  |" in text
+    assert "| perfect sampler (floor) | 8 |  | 98.9 % |  | 0.0014 |  |  |" in text
     assert "Lin et al. 2018 (PacGAN), Table 1, 2D-ring" in text
     assert [reproduce._fmt("modes", v) for v in (1000.0, 295.0, 0.0196)] == ["1000", "295", "0.0196"]
+
+
+def test_tolerance_is_a_two_standard_error_band_around_the_paper():
+    tol = paper_tables.Tolerance()
+    # One seed: only the paper's standard error counts (Parzen: 225 +- 2, so 221-229 passes).
+    assert tol.check([228.9], (225.0, 2.0)) == (True, pytest.approx(1.95))
+    assert tol.check([185.9], (225.0, 2.0)) == (False, pytest.approx(19.55))
+    # Seeds add their standard error: std 2 over 4 seeds is 1, so sqrt(1 + 0.25) combined.
+    ok, distance = tol.check([5.0, 7.0, 5.0, 7.0], (8.0, 0.5))
+    assert not ok and distance == pytest.approx(2 / np.sqrt(1 / 3 + 0.25))
+    assert tol.check([1000.0, 1000.0], (1000.0, 0.0)) == (True, 0.0)  # PacDCGAN2's 1000 +- 0 modes
+    assert tol.check([999.0], (1000.0, 0.0)) == (False, float("inf"))
+    assert tol.check([float("inf"), 0.5], (0.45, 0.09)) == (False, float("inf"))
+    for table in paper_tables.TABLES.values():  # a tolerance needs the paper's spread of every value it judges
+        if table.tolerance:
+            assert all(spread is not None for row in table.rows for _, spread in row.paper.values()), table.name
+    assert paper_tables.get_table("fid_mnist").tolerance is None  # Inception FIDs: ranking only
+    assert "paper within tolerance" not in reproduce.markdown(
+        paper_tables.get_table("fid_mnist"), _fid_run(0, {"NS-GAN": [100.0]}))
 
 
 def test_unknown_table_and_tables_not_produced_here_say_why():
@@ -172,7 +193,7 @@ def test_merge_pools_seeds_run_apart_in_seed_order_and_tests_adjacent_methods():
     assert "Ours: 3 seed(s) (seeds 0, 1, 3) × 2000 generator steps" in text
     assert "| NS-GAN | 70 ± 0.94 | 26.5 ± 1.6 |" in text and "| RaSGAN | 66.7 ± 1.8 | — |" in text
     assert "- RaSGAN (66.7) → NS-GAN (70): +3.27, t = 2.76, p = 0.07" in text
-    assert "Pooled from: late.json, early.json." in text
+    assert "Runs from: late.json, early.json." in text
     only = reproduce.merge_runs(table, [late, early], ["late.json", "early.json"], methods=["NS-GAN"])
     assert list(only["results"]) == ["NS-GAN"] and [r["fid"] for r in only["results"]["NS-GAN"]] == NS_GAN
     with pytest.raises(ValueError, match="late.json has no runs of \\['WGAN'\\]; it has \\['NS-GAN', 'RaSGAN'\\]"):
