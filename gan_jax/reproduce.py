@@ -82,10 +82,10 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
 def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                methods: list[str] | None = None) -> dict:
     """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
-    into one run over all their seeds, of `methods` only if given (one run: itself, to print it again). They must share the budget, the methods
-    and, for tables read by a classifier, the classifier itself, identified by its test accuracy and
-    measured floor (equal to the last bit for one classifier): FIDs read by two classifiers of one config
-    differ by up to 22 % (RESULTS.md)."""
+    into one run over all their seeds, of `methods` only if given (one run: itself, to print it again).
+    They must share the budget, the methods and, for tables read by a classifier, the classifier itself,
+    identified by its test accuracy and measured floor (equal to the last bit for one classifier): FIDs
+    read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
     if not runs or len(runs) != len(names):
         raise ValueError(f"merge needs one or more runs with one name each, got {len(runs)} and {len(names)}")
     if methods:
@@ -218,7 +218,7 @@ def _seed_range(run: dict) -> str:
 
 
 def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarray) -> str:
-    """"modes yes (0.6), kl no (9.1)": each published metric of the row against the table's tolerance."""
+    """Each published metric of the row against the table's tolerance, e.g. "modes yes (0.6), kl no (9.1)"."""
     out = []
     for j, m in enumerate(table.metrics):
         if m in row.paper:
