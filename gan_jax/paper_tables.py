@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Any, Sequence
 
 
@@ -31,10 +32,9 @@ class Tolerance:
         """(within tolerance, the distance |mean(ours) - paper| in combined standard errors)."""
         if len(ours) == 0 or not all(math.isfinite(v) for v in ours):
             return False, math.inf
-        n, mean = len(ours), sum(ours) / len(ours)
-        var = sum((v - mean) ** 2 for v in ours) / (n - 1) if n > 1 else 0.0
-        se = math.sqrt(var / n + (paper[1] or 0.0) ** 2)
-        diff = abs(mean - paper[0])
+        var = statistics.variance(ours) if len(ours) > 1 else 0.0
+        se = math.sqrt(var / len(ours) + (paper[1] or 0.0) ** 2)
+        diff = abs(statistics.fmean(ours) - paper[0])
         distance = diff / se if se > 0 else (0.0 if diff == 0 else math.inf)
         return distance <= self.z, distance
 
