@@ -1,8 +1,10 @@
 """The paper-table registry and the reproduce command."""
+import glob
 import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -171,6 +173,10 @@ def test_welch_t_test_matches_its_formula_and_the_recorded_fashion_mnist_figures
     np.testing.assert_allclose(p, float(betainc(df / 2, 0.5, df / (df + jnp.asarray(t) ** 2))), rtol=1e-4)
     assert (round(diff, 1), round(t, 2), round(p, 2)) == (3.3, 2.76, 0.07)  # as RESULTS.md states
     assert np.isnan(reproduce.welch([8.0, 8.0], [8.0, 8.0])[2])
+    with warnings.catch_warnings():  # one constant sample (8 of 8 ring modes twice) is exact, not a precision loss
+        warnings.simplefilter("error")
+        diff, t, p = reproduce.welch([8.0, 8.0], [7.0, 8.0])
+    assert (diff, t) == (-0.5, -1.0) and p == pytest.approx(0.5)  # t with 1 degree of freedom: P(|T| > 1) = 1/2
     with pytest.raises(ValueError, match="two or more values per sample, got 1 and 3"):
         reproduce.welch([1.0], NS_GAN)
 
@@ -254,3 +260,36 @@ def test_pacgan2_on_the_2d_ring_reproduces_the_papers_mode_count(tmp_path):
     ok, distance = table.tolerance.check(modes, table.row("PacGAN2").paper["modes"])
     assert ok, (modes, distance)
     assert "| PacGAN2 | " in p.stdout and "modes yes" in p.stdout
+
+
+def test_every_recorded_run_file_prints_again_with_merge():
+    """RESULTS.md re-prints its tables from results/*/*.json with `--merge`; each raw file must stay readable.
+    Files written before runs named their table are matched to the longest table name that starts their name."""
+    legacy = {"2026-11-27/parzen_mnist.json"}  # predates the run format; copied into parzen_mnist_125000steps.json
+    printed = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "results", "*", "*.json"))):
+        name = os.path.relpath(path, os.path.join(ROOT, "results"))
+        with open(path) as f:
+            run = json.load(f)
+        if name in legacy:
+            assert "results" not in run
+            continue
+        table_name = run.get("table") or max((t for t in paper_tables.TABLES
+                                              if os.path.basename(name).startswith(t)), key=len)
+        table = paper_tables.get_table(table_name)
+        assert f"Runs from: {name}." in reproduce.markdown(table, reproduce.merge_runs(table, [run], [name]))
+        printed += 1
+    assert printed >= 59
+
+
+def test_converted_parzen_run_keeps_the_recorded_250_epoch_values():
+    with open(os.path.join(ROOT, "results", "2026-11-27", "parzen_mnist.json")) as f:
+        recorded = json.load(f)["runs"]["simultaneous (config default)"]
+    with open(os.path.join(ROOT, "results", "2026-11-27", "parzen_mnist_125000steps.json")) as f:
+        run = json.load(f)
+    (ev,) = run["results"]["Adversarial nets"]
+    assert ev == {m: recorded["125000"][m] for m in ("parzen_log_likelihood", "nn_distance_ratio")}
+    assert run["steps"] == 125000 and run["wall_s"] == sum(leg["wall_s"] for leg in recorded.values())
+    table = paper_tables.get_table("parzen_mnist")
+    assert "| Adversarial nets | 186 | 225 ± 2 | 1.03 | — | parzen_log_likelihood no (19.5) |" in reproduce.markdown(
+        table, reproduce.merge_runs(table, [run], ["parzen"]))
