@@ -325,7 +325,8 @@ def _nearest_distance(points: np.ndarray, reference: np.ndarray, chunk: int = 10
 
 def _protocol(config: ml_collections.ConfigDict) -> str:
     if config.data.name in mixtures.MIXTURES:
-        return f"{config.eval.num_samples} samples from the EMA generator; PacGAN's mode statistics"
+        generator = f"the EMA generator (decay {config.ema_decay})" if config.ema_decay else "the generator"
+        return f"{config.eval.num_samples} samples from {generator}; PacGAN's mode statistics"
     if config.eval.parzen:
         return ("Goodfellow et al. 2014 Parzen protocol: 10,000 samples, sigma from logspace(-1, 0, 10) on MNIST "
                 "train[50000:51000], 10,000 test images, pixels in [0, 1]; memorisation: 1,000 samples' vs 1,000 test "

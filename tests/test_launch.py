@@ -145,7 +145,9 @@ def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
     with pytest.raises(checkpoint.ConfigMismatchError, match="holds a checkpoint at step 4, past config.steps = 2"):
         experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)   # would label step 4 as step 2
     with open(os.path.join(tmp_path, "eval.json")) as f:
-        assert json.load(f)["step"] == 4
+        recorded = json.load(f)
+    assert recorded["step"] == 4
+    assert recorded["protocol"] == "256 samples from the generator; PacGAN's mode statistics"   # ema_decay = 0
     other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):
