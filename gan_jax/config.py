@@ -50,7 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
                                              critic=ml_collections.ConfigDict(opt)))
-    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False))
+    # every: also evaluate every that many steps during training (TensorBoard and metrics.jsonl as eval/*;
+    # 0: only at the end). It reads the state and leaves the trajectory unchanged.
+    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False, every=0))
     return c
 
 
@@ -86,6 +88,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                   "loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
         v = flat[field]
         _require(isinstance(v, int) and v >= 1, f"config.{field} must be an integer >= 1, got {v!r}")
+    _require(isinstance(config.eval.every, int) and config.eval.every >= 0,
+             f"config.eval.every must be an integer >= 0 (0: evaluate only at the end), got {config.eval.every!r}")
     _require(config.parallel in PARALLEL_MODES,
              f"unknown config.parallel {config.parallel!r}; allowed: {list(PARALLEL_MODES)}")
     _require(config.loss.name in losses.LOSS_NAMES,

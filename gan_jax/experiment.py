@@ -175,6 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
                     pending = []
                 if step % config.sample_every == 0 and is_chief:
                     _visualise(gan, step_fn.get_state(device_state), config, workdir, writer, step)
+                if config.eval.every and step % config.eval.every == 0 and step < config.steps:
+                    scores = evaluate(gan, step_fn.get_state(device_state), config)
+                    writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
                 if boundary:
                     ckpt.save(step, step_fn.get_state(device_state))
                     _say(f"checkpoint at step {step}")

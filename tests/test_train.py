@@ -128,6 +128,7 @@ def test_ema_follows_the_generator():
     ("parallel", "vmap", "unknown config.parallel 'vmap'; allowed: ['shard_map', 'pmap']"),
     ("loss.label_smoothing", 1.0, "label_smoothing"),
     ("model.pack", 3, "not divisible by config.model.pack=3"),
+    ("eval.every", -1, "config.eval.every must be an integer >= 0 (0: evaluate only at the end), got -1"),
 ])
 def test_bad_config_values_are_named(field, value, message):
     config = tiny_config("gan", **{field: value})
