@@ -1,6 +1,6 @@
 """Reproduce a paper table: train (or load) its runs and print our numbers beside the paper's.
 
-    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2]
+    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2] [--eval_every N]
     python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
@@ -41,9 +41,11 @@ def load_config(spec: str, root: str):
 
 
 def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int | None = None,
-              methods: list[str] | None = None, root: str | None = None, first_seed: int = 0) -> dict:
+              methods: list[str] | None = None, root: str | None = None, first_seed: int = 0,
+              eval_every: int = 0) -> dict:
     """Train or load every (method, seed) run, seeds first_seed .. first_seed + seeds - 1; returns
-    {method: [eval dict per seed]} plus run facts."""
+    {method: [eval dict per seed]} plus run facts. eval_every > 0 also evaluates each run every that many
+    steps (config.eval.every: its metrics.jsonl then holds the metrics against budget)."""
     from gan_jax import experiment
     if seeds < 1 or first_seed < 0:
         raise ValueError(f"need seeds >= 1 and first_seed >= 0, got seeds={seeds}, first_seed={first_seed}")
@@ -60,6 +62,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         if classifier_dir:
             config.eval.classifier_dir = classifier_dir
         config.seed = seed
+        config.eval.every = eval_every
         return config
 
     for row in rows:
@@ -280,6 +283,8 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method.")
 flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 1 (e.g. to add seeds run "
                      "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
+flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (config.eval.every; each run's "
+                     "metrics.jsonl then holds eval/* against steps); 0: only at the end.")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
@@ -296,7 +301,7 @@ def main(argv):
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
     if FLAGS.merge:
-        training = [f"--{f}" for f in ("seeds", "first_seed", "steps") if FLAGS[f].present]
+        training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "eval_every") if FLAGS[f].present]
         if training:
             raise app.UsageError(f"--merge pools finished runs and trains nothing; drop {', '.join(training)}")
         runs = []
@@ -307,7 +312,7 @@ def main(argv):
         facts = f"\n\nWall time {run['wall_s']:.0f} s summed over the pooled files; pooled {time.strftime('%Y-%m-%d')}."
     else:
         run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,
-                        first_seed=FLAGS.first_seed)
+                        first_seed=FLAGS.first_seed, eval_every=FLAGS.eval_every)
         facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
                  f"(training or loading and evaluating every run and any feature classifier; not the floor); "
                  f"{time.strftime('%Y-%m-%d')}.")

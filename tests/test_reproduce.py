@@ -142,13 +142,13 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
     runs = []
 
     def fake_run(config, workdir):
-        runs.append((config.seed, os.path.relpath(workdir, tmp_path)))
+        runs.append((config.seed, os.path.relpath(workdir, tmp_path), config.eval.every))
         return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
 
     monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
-    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1)
-    assert runs == [(1, "mixture_ring/GAN/seed_1"), (2, "mixture_ring/GAN/seed_2")]
+    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1, eval_every=2)
+    assert runs == [(1, "mixture_ring/GAN/seed_1", 2), (2, "mixture_ring/GAN/seed_2", 2)]
     assert "Ours: 2 seed(s) (seeds 1–2) × 3 generator steps" in reproduce.markdown(table, run)
     assert "Ours: 1 seed(s) (seed 2) ×" in reproduce.markdown(table, {**run, "seeds": 1, "first_seed": 2})
     with pytest.raises(ValueError, match="first_seed=-1"):
