@@ -7,8 +7,10 @@ Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `tr
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
 directory of another config is refused. The Markdown table (also
 written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds and
-Welch's t-test between methods adjacent in the first metric. `--merge` pools the JSON files of seeds run
-apart (other workdirs, machines or days) into one table without training anything.
+Welch's t-test between methods adjacent in the first metric. `--eval_every N` also evaluates every run
+every N steps: the JSON then holds each seed's curve and the Markdown each method's mean curve. `--merge`
+pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
+anything.
 """
 from __future__ import annotations
 
@@ -65,16 +67,22 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         config.eval.every = eval_every
         return config
 
+    curves = {}
     for row in rows:
-        results[row.method] = []
+        results[row.method], curves[row.method] = [], []
         for seed in range(first_seed, first_seed + seeds):
             config = run_config(row, seed)
             if steps is not None:
                 config.steps = steps
-            ev = experiment.train_and_evaluate(config, os.path.join(workdir, table.name, row.method, f"seed_{seed}"))
+            run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
+            ev = experiment.train_and_evaluate(config, run_dir)
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
+            if eval_every:
+                curves[row.method].append(_curve(run_dir, table.metrics))
     run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
            "wall_s": time.time() - t0}
+    if eval_every:
+        run["curves"] = curves
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
     if "fid" in table.metrics:
@@ -234,6 +242,27 @@ def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarr
     return ", ".join(out) or "—"
 
 
+def _curve(run_dir: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval.every and the end)."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {str(r["step"]): {m: r[f"eval/{m}"] for m in metrics} for r in rows if f"eval/{metrics[0]}" in r}
+
+
+def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> list[str]:
+    """Each metric's mean over seeds against training steps, at the steps every seed of a method evaluated."""
+    lines = ["", "Against training steps (`--eval_every`; mean over seeds):"]
+    for method, per_seed in curves.items():
+        steps = sorted(set.intersection(*(set(c) for c in per_seed)), key=int) if per_seed else []
+        if not steps:
+            continue
+        lines += ["", f"| {method} | " + " | ".join(steps) + " |", "|" + "---|" * (len(steps) + 1)]
+        for m in table.metrics:
+            means = [_fmt(m, float(np.mean([c[s][m] for c in per_seed]))) for s in steps]
+            lines.append(f"| {m} | " + " | ".join(means) + " |")
+    return lines
+
+
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
@@ -272,6 +301,8 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
     if differences:
         lines += ["", f"Methods adjacent in mean {table.metrics[0]}: the difference of the means and Welch's t-test "
                       f"over seeds (two-sided p):", *differences]
+    if run.get("curves"):
+        lines += _curve_lines(table, run["curves"])
     if run.get("merged_from"):
         lines += ["", f"Runs from: {', '.join(run['merged_from'])}."]
     return "\n".join(lines)

@@ -142,17 +142,42 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
     runs = []
 
     def fake_run(config, workdir):
-        runs.append((config.seed, os.path.relpath(workdir, tmp_path), config.eval.every))
+        runs.append((config.seed, os.path.relpath(workdir, tmp_path)))
         return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
 
     monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
-    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1, eval_every=2)
-    assert runs == [(1, "mixture_ring/GAN/seed_1", 2), (2, "mixture_ring/GAN/seed_2", 2)]
+    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1)
+    assert runs == [(1, "mixture_ring/GAN/seed_1"), (2, "mixture_ring/GAN/seed_2")]
     assert "Ours: 2 seed(s) (seeds 1–2) × 3 generator steps" in reproduce.markdown(table, run)
     assert "Ours: 1 seed(s) (seed 2) ×" in reproduce.markdown(table, {**run, "seeds": 1, "first_seed": 2})
     with pytest.raises(ValueError, match="first_seed=-1"):
         reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
+
+
+def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch):
+    from gan_jax import experiment
+
+    def fake_run(config, workdir):   # a run's metrics.jsonl: eval/* at every eval.every steps and at the end
+        os.makedirs(workdir)
+        rows = [{"step": 1, "critic_loss": 1.3}]
+        every = config.eval.every or config.steps
+        rows += [{"step": t, "eval/modes": float(t + config.seed), "eval/high_quality": 0.25 * t,
+                  "eval/reverse_kl": 0.5} for t in range(every, config.steps + 1, every)]
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        return {k[5:]: v for k, v in rows[-1].items() if k.startswith("eval/")}
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    table = paper_tables.get_table("mixture_ring")
+    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=4, methods=["GAN"], eval_every=2)
+    assert run["curves"]["GAN"] == [{"2": {"modes": 2.0, "high_quality": 0.5, "reverse_kl": 0.5},
+                                     "4": {"modes": 4.0, "high_quality": 1.0, "reverse_kl": 0.5}},
+                                    {"2": {"modes": 3.0, "high_quality": 0.5, "reverse_kl": 0.5},
+                                     "4": {"modes": 5.0, "high_quality": 1.0, "reverse_kl": 0.5}}]
+    text = reproduce.markdown(table, run)
+    assert "| GAN | 2 | 4 |\n|---|---|---|\n| modes | 2.5 | 4.5 |\n| high_quality | 50 % | 100 % |" in text
+    assert "curves" not in reproduce.run_table(table, str(tmp_path / "plain"), seeds=1, steps=4, methods=["GAN"])
 
 
 # Classifier FIDs of the Fashion-MNIST table at 2,000 steps, seeds 0 / 1 / 2
