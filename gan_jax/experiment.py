@@ -352,8 +352,8 @@ def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     key = jax.random.fold_in(jax.random.key(config.seed), (1 << 30) + offset)
     if config.model.num_classes and labels is None:
         labels = (np.arange(offset, offset + n) % config.model.num_classes).astype(np.int32)
-    sample = jax.jit(lambda p, s, k, y: train.sample(gan, p, s, k, n, y))
-    return sample(jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key, labels)
+    return train.sample(gan, jax.device_get(state.ema_params), jax.device_get(state.generator.batch_stats), key, n,
+                        labels)
 
 
 def _visualise(gan, state, config, workdir: str, writer: writers.MetricWriter, step: int) -> None:

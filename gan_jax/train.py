@@ -305,8 +305,16 @@ def _all_finite(tree) -> jax.Array:
 
 
 def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
-    """n generator samples in inference mode (running batch statistics); `labels` [n] if conditional."""
-    z = jax.random.normal(key, (n, gan.config.model.latent_dim))
+    """n generator samples in inference mode (running batch statistics); `labels` [n] if conditional.
+
+    Compiled once per (generator, latent size, n): evaluations during training reuse the program.
+    """
     if gan.config.model.num_classes and labels is None:
         raise ValueError(f"a conditional generator (num_classes={gan.config.model.num_classes}) needs labels")
-    return _apply(gan.generator, params, batch_stats, (z, *(() if labels is None else (labels,))), False)[0]
+    return _sample(gan.generator, gan.config.model.latent_dim, n, params, batch_stats, key, labels)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _sample(generator: nn.Module, latent_dim: int, n: int, params, batch_stats, key, labels) -> jax.Array:
+    z = jax.random.normal(key, (n, latent_dim))
+    return _apply(generator, params, batch_stats, (z, *(() if labels is None else (labels,))), False)[0]

@@ -118,6 +118,24 @@ def test_ema_follows_the_generator():
     assert max_abs_diff(expected, state.ema_params) < 1e-7
 
 
+def test_sampling_compiles_once_per_generator_and_size():
+    """Evaluations during training sample from new weights each time; they must reuse one program."""
+    config = tiny_config("gan")
+    gan = train.build(config)
+    state = train.init_state(gan, jax.random.key(0), (2,))
+    params, stats = state.generator.params, state.generator.batch_stats
+    train.sample(gan, params, stats, jax.random.key(1), 16)
+    compiled = train._sample._cache_size()
+    moved = jax.tree.map(lambda x: x + 0.1, params)
+    again = train.sample(train.build(config), moved, stats, jax.random.key(2), 16)  # same config, rebuilt
+    assert train._sample._cache_size() == compiled
+    z = jax.random.normal(jax.random.key(2), (16, config.model.latent_dim))
+    direct = gan.generator.apply({"params": moved, "batch_stats": stats}, z, False)
+    assert max_abs_diff(direct, again) < 1e-6
+    train.sample(gan, moved, stats, jax.random.key(2), 8)
+    assert train._sample._cache_size() == compiled + 1
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("loss.n_critic", 0, "config.loss.n_critic must be an integer >= 1, got 0"),
     ("loss.name", "wasserstien", "unknown loss 'wasserstien'; allowed: ["),
