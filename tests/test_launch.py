@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import checkpoint, experiment, train
+from gan_jax import checkpoint, experiment, reproduce, train
 from tests.helpers import max_abs_diff, subprocess_xla_flags, tiny_config
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
@@ -154,19 +154,13 @@ def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
         experiment.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
 
 
-def _eval_rows(workdir) -> dict[int, dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    return {r["step"]: {k[5:]: v for k, v in r.items() if k.startswith("eval/")} for r in rows if "eval/modes" in r}
-
-
 def test_evaluation_during_training_equals_the_end_of_a_shorter_run(tmp_path):
     every = tiny_config("gan", steps=4, **{"eval.every": 2})
     final = experiment.train_and_evaluate(every, str(tmp_path / "every"), devices=ONE_DEVICE)
-    curve = _eval_rows(tmp_path / "every")
-    assert sorted(curve) == [2, 4] and curve[4] == final
+    curve = reproduce._curve(str(tmp_path / "every"), tuple(final))
+    assert sorted(curve, key=int) == ["2", "4"] and curve["4"] == final
     short = experiment.train_and_evaluate(tiny_config("gan", steps=2), str(tmp_path / "plain"), devices=ONE_DEVICE)
-    assert curve[2] == short
+    assert curve["2"] == short
     # Resumed to step 4 without in-training evaluations: the same end, so evaluating left the trajectory alone.
     assert experiment.train_and_evaluate(tiny_config("gan", steps=4), str(tmp_path / "plain"),
                                          devices=ONE_DEVICE) == final
