@@ -1,4 +1,5 @@
 """2-D mixtures and their mode metrics (VEEGAN / PacGAN), and PacGAN packing."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from gan_jax import models
 from gan_jax.data import mixtures
 from gan_jax.metrics.mixture import mode_statistics
+from gan_jax.models import mlp
 
 
 def test_mixtures_follow_pacgan():
@@ -68,3 +70,32 @@ def test_pack_concatenates_consecutive_samples():
     np.testing.assert_array_equal(packed[1, ..., 3:], img[3])
     with pytest.raises(ValueError, match="batch 5 is not divisible by the packing degree 2"):
         models.pack(jnp.zeros((5, 2)), 2)
+
+
+@pytest.mark.parametrize("shape", [(7, 15), (2, 4, 15)])
+def test_max_over_pieces_equals_jnp_max_and_its_gradient(shape):
+    y = jax.random.normal(jax.random.key(0), shape)
+    g = jax.random.normal(jax.random.key(1), shape[:-1] + (3,))
+    plain = lambda y: jnp.max(y.reshape(*y.shape[:-1], 3, 5), axis=-1)  # noqa: E731
+    ours = lambda y: mlp.max_over_pieces(y, 5)  # noqa: E731
+    for f in (ours, jax.jit(ours)):
+        out, vjp = jax.vjp(f, y)
+        want, want_vjp = jax.vjp(plain, y)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(vjp(g)[0], want_vjp(g)[0])
+
+
+def test_max_over_pieces_gives_a_tie_to_its_first_piece():
+    # unit 0: all five pieces tie; unit 1: pieces 1 and 3 tie at the max
+    y = jnp.array([[2.0, 2.0, 2.0, 2.0, 2.0, 0.0, 3.0, 1.0, 3.0, -1.0]])
+    grad = jax.grad(lambda y: jnp.sum(mlp.max_over_pieces(y, 5) * jnp.array([1.0, 10.0])))(y)
+    np.testing.assert_array_equal(grad, [[1.0, 0, 0, 0, 0, 0, 10.0, 0, 0, 0]])
+    # a subgradient: moving only the chosen piece up moves the unit by the same amount
+    eps = 1e-3
+    assert float(mlp.max_over_pieces(y.at[0, 6].add(eps), 5)[0, 1] - 3.0) == pytest.approx(eps, rel=1e-3)
+
+
+def test_max_over_pieces_keeps_bfloat16():
+    y = jax.random.normal(jax.random.key(0), (4, 10)).astype(jnp.bfloat16)
+    grad = jax.grad(lambda y: jnp.sum(mlp.max_over_pieces(y, 5).astype(jnp.float32)))(y)
+    assert grad.dtype == jnp.bfloat16 and float(jnp.sum(grad)) == 8.0

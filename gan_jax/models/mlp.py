@@ -5,9 +5,11 @@ D = 3 × LinearMaxout(200 units, 5 pieces) → Dense 1; weights N(0, 0.02), bias
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 DCGAN_INIT = nn.initializers.normal(0.02)
@@ -45,7 +47,39 @@ class Maxout(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         y = nn.Dense(self.features * self.pieces, kernel_init=self.kernel_init, dtype=self.dtype)(x)
-        return jnp.max(y.reshape(*y.shape[:-1], self.features, self.pieces), axis=-1)
+        return max_over_pieces(y, self.pieces)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_over_pieces(y: jnp.ndarray, pieces: int) -> jnp.ndarray:
+    """[..., U·pieces] → [..., U]: unit u is the max of columns u·pieces … u·pieces + pieces − 1.
+
+    The gradient goes to the first maximal piece of each unit, as argmax picks it: jnp.max's gradient
+    wherever the max is unique, a subgradient at ties (where jnp.max splits it evenly). jnp.max's tie count
+    is a reduction over the pieces axis that XLA:CPU fuses badly: the PacGAN critic's forward + backward
+    on 200 rows took 10.7 ms with it and 6.7 ms with this rule (2-core AMD EPYC).
+    """
+    return jnp.max(y.reshape(*y.shape[:-1], -1, pieces), axis=-1)
+
+
+def _max_over_pieces_fwd(y: jnp.ndarray, pieces: int):
+    by_piece = y.reshape(*y.shape[:-1], -1, pieces)
+    top = jnp.max(by_piece, axis=-1)
+    hit = by_piece == top[..., None]
+    taken, first = jnp.zeros(top.shape, bool), []
+    for p in range(pieces):
+        first.append(hit[..., p] & ~taken)
+        taken = taken | hit[..., p]
+    return top, jnp.stack(first, axis=-1)
+
+
+def _max_over_pieces_bwd(pieces: int, first: jnp.ndarray, g: jnp.ndarray):
+    del pieces
+    grad = jnp.where(first, g[..., None], jnp.zeros((), g.dtype))
+    return (grad.reshape(*grad.shape[:-2], -1),)
+
+
+max_over_pieces.defvjp(_max_over_pieces_fwd, _max_over_pieces_bwd)
 
 
 class MLPCritic(nn.Module):
