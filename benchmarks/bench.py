@@ -4,6 +4,7 @@
     python benchmarks/bench.py --gpu --torch          # adds dcgan64 ns at batch 128, more steps
     python benchmarks/bench.py --configs dcgan32:ns:64 --precisions f32 --json out.jsonl
     python benchmarks/bench.py --gpu --configs dcgan64:ns:1024 --precisions bf16   # % of the bf16 peak
+    python benchmarks/bench.py --experiments experiments/mixture_ring.py:gan experiments/mixture_ring.py:pacgan2
 
 One step = n_critic critic updates + one generator update (torch_reference.py's definition), run as
 `parallel.parallelize(train.make_train_step(gan))`: one compiled program, state buffers donated, the
@@ -13,7 +14,9 @@ process, and the timed repeats of all implementations of a configuration alterna
 ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats, and the
 table adds the paired ratios (repeat i of theirs over repeat i of ours: median, range, pairs ours won).
 On GPU torch runs in fp32, tf32 and bf16 (autocast) and the table also gives the ratio to torch's
-best of these. ``--conv_impl`` picks gan_jax's convolution form (models.layers: "gemm", the default,
+best of these. ``--experiments`` times launch.py's step of any GAN experiment config instead, on the first batch
+of its own training data, each repeat ~2 s, with paired ratios to the first config listed (an A/B
+of configs). ``--conv_impl`` picks gan_jax's convolution form (models.layers: "gemm", the default,
 or "xla"); ``--unroll`` unrolls the n_critic loop. Like launch.py, the process first makes glibc keep
 freed memory (gan_jax.host_memory; ``--malloc glibc`` leaves the defaults); torch, in the same process,
 gets the same allocator.
@@ -39,14 +42,15 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flops import ARCHS, N_CRITIC, step_flops  # noqa: E402
 
-from gan_jax import config as config_lib, host_memory, parallel, train  # noqa: E402
+from gan_jax import config as config_lib, experiment, host_memory, parallel, reproduce, train  # noqa: E402
 
 CPU_CONFIGS = ("dcgan32:ns:64", "dcgan32:wgan:64", "dcgan32:wgan-gp:64")
 GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
 PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
 TORCH_PRECISIONS = ("fp32", "tf32", "bf16")
 CONV_IMPLS = ("gemm", "xla")
-DEFAULT_TORCH_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench", "torch_reference.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TORCH_REFERENCE = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
 _COMPILES = [0]  # XLA backend compilations so far in this process
 
 
@@ -58,7 +62,8 @@ def _count_compiles(event: str, duration: float, **_) -> None:
 jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 
-def make_config(arch: str, loss: str, batch: int, precision: str, conv_impl: str = "gemm"):
+def make_config(arch: str, loss: str, batch: int, precision: str, conv_impl: str = "gemm",
+                num_devices: int | None = None):
     """The gan_jax config of torch_reference's (arch, loss) step: same nets, losses and optimisers."""
     size, channels, widths = ARCHS[arch]
     c = config_lib.base_config()
@@ -83,12 +88,15 @@ def make_config(arch: str, loss: str, batch: int, precision: str, conv_impl: str
         c.loss.gradient_penalty = 10.0
         opt = dict(name="adam", learning_rate=1e-4, b1=0.0, b2=0.9)
         c.optim.generator, c.optim.critic = opt, opt
-    config_lib.validate(c, num_devices=jax.device_count())
+    config_lib.validate(c, num_devices=num_devices or jax.device_count())
     return c
 
 
 class Runner:
-    """One implementation's step, compiled and warmed up: `run(n)` runs n steps and waits for them."""
+    """One implementation's step, compiled and warmed up: `run(n)` runs n steps and waits for them.
+
+    `row` names the step and holds its global `batch` and `n_critic`; with `arch` and `loss` (a DCGAN
+    configuration) its FLOPs are counted too."""
 
     def __init__(self, row: dict, run: Callable[[int], None], check: Callable[[], None] = lambda: None):
         self.row, self.run, self.check, self.times, self.compiles = row, run, check, [], 0
@@ -102,28 +110,28 @@ class Runner:
     def result(self) -> dict:
         self.check()
         sec = statistics.median(self.times)
-        arch, loss, batch = self.row["arch"], self.row["loss"], self.row["batch"]
-        flops = step_flops(arch, loss, batch)
-        return {**self.row, "compiles_while_timed": self.compiles, "g_steps_per_s": round(1 / sec, 3),
-                "images_per_s": round(batch * (N_CRITIC[loss] + 1) / sec, 1), "flops_per_step": flops,
-                "achieved_tflops": round(flops / sec / 1e12, 4),
-                "step_ms_repeats": [round(t * 1e3, 1) for t in self.times], "load_avg_1m": round(os.getloadavg()[0], 2)}
+        r = self.row
+        out = {**r, "compiles_while_timed": self.compiles, "g_steps_per_s": round(1 / sec, 3)}
+        if "arch" in r:
+            flops = step_flops(r["arch"], r["loss"], r["batch"])
+            out.update(images_per_s=round(r["batch"] * (r["n_critic"] + 1) / sec, 1), flops_per_step=flops,
+                       achieved_tflops=round(flops / sec / 1e12, 4))
+        else:
+            out["real_examples_per_s"] = round(r["batch"] * r["n_critic"] / sec, 1)
+        return {**out, "step_ms_repeats": [round(t * 1e3, 3) for t in self.times],
+                "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int, seed: int = 0,
-                   conv_impl: str = "gemm", unroll: bool = False) -> Runner:
-    """gan_jax's data-parallel train step (launch.py's), compiled (timed) and warmed up."""
-    cfg = make_config(arch, loss, batch, precision, conv_impl)
-    size, channels, _ = ARCHS[arch]
-    gan = train.build(cfg)
-    mesh = parallel.make_mesh()
+def launch_step_runner(cfg, gan: train.GAN, init: Callable, host: dict[str, np.ndarray], warmup: int, row: dict,
+                       seed: int = 0, unroll: bool = False, num_devices: int | None = None) -> Runner:
+    """launch.py's data-parallel train step of `cfg` on the real batch `host` ([n_critic, batch, ...] arrays),
+    from `init(key)`, over the first `num_devices` devices (default: all): one compiled program, state buffers
+    donated, the batch already on the devices; compiled (timed) and warmed up."""
+    mesh = parallel.make_mesh(jax.devices()[:num_devices])
     step = parallel.parallelize(train.make_train_step(gan, unroll), cfg.parallel, mesh)
-    data_shape = (size, size, channels)
-    state = jax.jit(lambda k: train.init_state(gan, k, data_shape),
-                    out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
+    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
     box = {"state": step.put_state(state)}
-    rng = np.random.default_rng(seed)
-    batch_x = step.put_batch({"x": rng.uniform(-1, 1, (cfg.loss.n_critic, batch, *data_shape)).astype(np.float32)})
+    batch_x = step.put_batch(host)
     jax.block_until_ready((box["state"], batch_x))
     # Multi-device CPU collectives deadlock with > 16 steps in flight (ENVIRONMENT.md): sync every <= 8.
     chunk = 8 if mesh.size > 1 else 1 << 30
@@ -140,14 +148,51 @@ def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int
     compile_s = time.perf_counter() - t0
     run(warmup)
     row = {"impl": "gan_jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
-           "num_devices": mesh.size, "arch": arch, "loss": loss, "batch": batch, "precision": precision,
-           "conv_impl": conv_impl, "unroll_critic": unroll, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-           "compile_s": round(compile_s, 2)}
+           "num_devices": mesh.size, **row, "batch": cfg.batch_size, "n_critic": cfg.loss.n_critic,
+           "precision": {v: k for k, v in PRECISIONS.items()}.get(cfg.model.dtype, cfg.model.dtype),
+           "unroll_critic": unroll, "xla_flags": os.environ.get("XLA_FLAGS", ""), "compile_s": round(compile_s, 2)}
 
     def check() -> None:
         if not bool(box["metrics"]["finite"]):
-            raise FloatingPointError(f"non-finite values after benchmarking {arch} {loss} {precision}: {box['metrics']}")
+            raise FloatingPointError(f"non-finite values after benchmarking {row}: {box['metrics']}")
     return Runner(row, run, check)
+
+
+def gan_jax_runner(arch: str, loss: str, batch: int, precision: str, warmup: int, seed: int = 0,
+                   conv_impl: str = "gemm", unroll: bool = False, num_devices: int | None = None) -> Runner:
+    """gan_jax's step (launch.py's) of torch_reference's (arch, loss) configuration on uniform noise."""
+    cfg = make_config(arch, loss, batch, precision, conv_impl, num_devices)
+    size, channels, _ = ARCHS[arch]
+    gan = train.build(cfg)
+    data_shape = (size, size, channels)
+    host = {"x": np.random.default_rng(seed).uniform(-1, 1, (cfg.loss.n_critic, batch, *data_shape)).astype(np.float32)}
+    return launch_step_runner(cfg, gan, lambda k: train.init_state(gan, k, data_shape), host, warmup,
+                              {"arch": arch, "loss": loss, "conv_impl": conv_impl}, seed, unroll, num_devices)
+
+
+def experiment_runner(spec: str, precision: str | None, warmup: int, unroll: bool = False,
+                      num_devices: int | None = None) -> Runner:
+    """launch.py's step of the experiment config `spec` ("experiments/<file>.py[:variant]", e.g.
+    "experiments/mixture_ring.py:pacgan2"), at `precision` (None: the config's own), on the first
+    n_critic x batch examples of the config's own training data."""
+    cfg = reproduce.load_config(spec, ROOT)
+    if cfg.get("trainer", "gan") != "gan":
+        raise ValueError(f"experiment {spec!r} has trainer {cfg.trainer!r}: bench.py times the GAN train step "
+                         f"(configs without a trainer field)")
+    if precision:
+        cfg.model.dtype = PRECISIONS[precision]
+    config_lib.validate(cfg, num_devices=num_devices or jax.device_count())
+    gan = train.build(cfg)
+    source = experiment.make_source(cfg)
+    n_critic, batch = cfg.loss.n_critic, cfg.batch_size
+    if len(source) < n_critic * batch:
+        raise ValueError(f"experiment {spec!r}: {len(source)} training examples, fewer than n_critic x batch = "
+                         f"{n_critic * batch}")
+    host = {k: np.asarray(v).reshape(n_critic, batch, *np.shape(v)[1:])
+            for k, v in source.__getitems__(np.arange(n_critic * batch)).items()}
+    _, init = experiment.state_initializer(cfg, gan, source)
+    return launch_step_runner(cfg, gan, init, host, warmup, {"experiment": spec, "config_name": cfg.name},
+                              cfg.seed, unroll, num_devices)
 
 
 def torch_device() -> str:
@@ -190,7 +235,7 @@ def torch_runner(reference: str, arch: str, loss: str, batch: int, precision: st
     run(1 + warmup)
     row = {"impl": "torch-eager", "torch": torch.__version__,
            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "threads": torch.get_num_threads(),
-           "arch": arch, "loss": loss, "batch": batch, "precision": tp, "warmup_s": round(time.perf_counter() - t0, 2)}
+           "arch": arch, "loss": loss, "batch": batch, "n_critic": n_critic, "precision": tp, "warmup_s": round(time.perf_counter() - t0, 2)}
     return Runner(row, run)
 
 
@@ -245,12 +290,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _warm_step_seconds(runner: Runner, steps: int = 5) -> float:
+    t0 = time.perf_counter()
+    runner.run(steps)
+    return (time.perf_counter() - t0) / steps
+
+
+def experiment_table(rows: list[dict]) -> str:
+    """Markdown table of the experiment rows, each with its paired ratio to the first (step time of the
+    first over this one's: > 1 means this one is faster)."""
+    rows = [r for r in rows if "experiment" in r]
+    lines = ["| experiment | precision | devices | steps/s | real examples/s | compile s | paired ratio to the first |",
+             "|---" * 7 + "|"]
+    for r in rows:
+        q = paired_ratios(r["step_ms_repeats"], rows[0]["step_ms_repeats"])
+        paired = (f"{statistics.median(q):.2f}x [{min(q):.2f}-{max(q):.2f}], {sum(x > 1 for x in q)}/{len(q)}"
+                  if r is not rows[0] else "-")
+        lines.append(f"| {r['experiment']} | {r['precision']} | {r['num_devices']} | {r['g_steps_per_s']:.2f} | "
+                     f"{r['real_examples_per_s']:.0f} | {r['compile_s']:.1f} | {paired} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="GPU mode: adds dcgan64:ns:128; 50 steps per repeat, 10 warm-up")
     p.add_argument("--configs", nargs="+", help="ARCH:LOSS:BATCH entries (default: the CPU or GPU set)")
-    p.add_argument("--precisions", nargs="+", default=["f32", "bf16"], choices=sorted(PRECISIONS))
-    p.add_argument("--steps", type=int, help="timed steps per repeat (default: CPU 10 ns / 4 n_critic=5; GPU 50)")
+    p.add_argument("--experiments", nargs="+", metavar="FILE[:VARIANT]",
+                   help="time launch.py's step of these experiment configs (e.g. experiments/mixture_ring.py:pacgan2) "
+                        "on their own data, instead of the DCGAN configurations (unless --configs is given too)")
+    p.add_argument("--num_devices", type=int, help="run gan_jax's step on the first N devices (default: all)")
+    p.add_argument("--precisions", nargs="+", choices=sorted(PRECISIONS),
+                   help="default: f32 and bf16 for --configs; each experiment's own dtype")
+    p.add_argument("--steps", type=int, help="timed steps per repeat (default: CPU 10 ns / 4 n_critic=5; GPU 50; "
+                                             "experiments: as many as take each one ~2 s)")
     p.add_argument("--warmup", type=int, help="untimed steps after the first (default: CPU 2, GPU 10)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation (median reported)")
     p.add_argument("--torch", action="store_true", help="also time torch_reference.py's step, interleaved with ours, and print ratios")
@@ -264,6 +336,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "same process); glibc: the allocator's defaults")
     p.add_argument("--json", help="append the JSON lines to this file")
     a = p.parse_args(argv)
+    if a.num_devices is not None and not 1 <= a.num_devices <= jax.device_count():
+        p.error(f"--num_devices {a.num_devices}: allowed 1 .. {jax.device_count()} (the devices of this process)")
     # torch_reference autocasts to bf16 on CUDA only, and tf32 is a CUDA mode: on CPU both would be fp32 again.
     torch_precisions = a.torch_precisions or (list(TORCH_PRECISIONS) if a.gpu else ["fp32"])
     if a.torch:
@@ -272,7 +346,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except ValueError as e:
             p.error(str(e))
     malloc = a.malloc if a.malloc == "glibc" or host_memory.keep_freed_memory() else "glibc (keep unavailable)"
-    configs = [parse_config(c) for c in (a.configs or (GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
+    configs = [parse_config(c) for c in (a.configs or ([] if a.experiments else GPU_CONFIGS if a.gpu else CPU_CONFIGS))]
     print(json.dumps({"host_cpus_usable": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0], "malloc": malloc,
                       "devices": [str(d) for d in jax.devices()], "date": time.strftime("%Y-%m-%d %H:%M")}),
           flush=True)
@@ -293,7 +367,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for arch, loss, batch in configs:
         steps, warmup = counts(loss)
         runners = [gan_jax_runner(arch, loss, batch, q, warmup, conv_impl=a.conv_impl,
-                                  unroll=a.unroll) for q in a.precisions]
+                                  unroll=a.unroll, num_devices=a.num_devices) for q in a.precisions or ["f32", "bf16"]]
         if a.torch:
             runners += [torch_runner(a.torch_reference, arch, loss, batch, q, warmup) for q in torch_precisions]
         # Repeats alternate between the implementations, so that both see the same machine load.
@@ -302,6 +376,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 r.time(steps)
         for r in runners:
             emit(r.result())
+    if a.experiments:
+        warmup = a.warmup if a.warmup is not None else 10
+        runners = [experiment_runner(e, q, warmup, a.unroll, a.num_devices) for e in a.experiments for q in a.precisions or [None]]
+        steps = [a.steps or max(1, round(2.0 / _warm_step_seconds(r))) for r in runners]
+        for _ in range(a.repeats):
+            for r, n in zip(runners, steps):
+                r.time(n)
+        for r in runners:
+            emit(r.result())
+        print(experiment_table(rows), flush=True)
     if a.torch:
         print(table(rows), flush=True)
     return rows

@@ -12,7 +12,7 @@ import importlib
 import json
 import os
 import signal
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -98,9 +98,13 @@ def _marginals(source, gan: train.GAN, chunk: int = 10_000) -> np.ndarray | None
     return ((total / len(source) + 1.0) / 2.0).astype(np.float32)
 
 
-def _abstract_state(gan: train.GAN, key, data_shape, sharding, reference=None, marginals=None) -> Any:
-    shapes = jax.eval_shape(lambda k: train.init_state(gan, k, data_shape, reference, marginals), key)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+def state_initializer(config: ml_collections.ConfigDict, gan: train.GAN, source
+                      ) -> tuple[tuple[int, ...], Callable[[jax.Array], train.GANState]]:
+    """One real example's shape and `key -> initial state` of `config`'s GAN trained on `source` (with the
+    reference batch of a virtual-batch-norm critic and the marginals of a generator that starts from them)."""
+    data_shape = np.asarray(source.__getitems__([0])["x"]).shape[1:]
+    reference, marginals = _reference_batch(source, config), _marginals(source, gan)
+    return data_shape, lambda key: train.init_state(gan, key, data_shape, reference, marginals)
 
 
 TRAINERS = {"gan": "gan_jax.experiment", "image_to_image": "gan_jax.image_to_image", "vae": "gan_jax.vae",
@@ -127,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
 
     gan = train.build(config)
     source = make_source(config)
-    data_shape = np.asarray(source.__getitems__([0])["x"]).shape[1:]
+    _, init = state_initializer(config, gan, source)
     n_critic = config.loss.n_critic
     pipeline = _pipeline(source, config)
     step_fn = parallel.parallelize(train.make_train_step(gan), config.parallel, mesh)
@@ -135,13 +139,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
     ckpt = checkpoint.Checkpointer(workdir, config)
     ckpt.check_config()
     key = jax.random.key(config.seed)
-    reference = _reference_batch(source, config)
-    marginals = _marginals(source, gan)
-    abstract = _abstract_state(gan, key, data_shape, NamedSharding(mesh, P()), reference, marginals)
-    state = ckpt.restore(abstract)
+    replicated = NamedSharding(mesh, P())
+    state = ckpt.restore(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                                      jax.eval_shape(init, key)))
     if state is None:
-        state = jax.jit(lambda k: train.init_state(gan, k, data_shape, reference, marginals),
-                        out_shardings=NamedSharding(mesh, P()))(key)
+        state = jax.jit(init, out_shardings=replicated)(key)
         _say(f"new run in {workdir}")
     start = int(jax.device_get(state.step))
     if start:

@@ -53,6 +53,32 @@ def test_bench_times_the_launch_step_without_recompiling():
     assert row["images_per_s"] == pytest.approx(row["g_steps_per_s"] * 8 * 6, rel=1e-2)
 
 
+def test_bench_times_an_experiment_configs_launch_step_on_its_own_data():
+    spec = "experiments/mixture_ring.py:pacgan2"
+    rows = bench.main(["--experiments", spec, "experiments/mixture_ring.py:gan", "--steps", "3", "--warmup", "0",
+                       "--repeats", "2", "--malloc", "glibc", "--num_devices", "1"])
+    pac, gan = rows
+    assert pac["num_devices"] == 1
+    assert pac["experiment"] == spec and pac["config_name"] == "mixture_ring_pacgan2" and pac["precision"] == "f32"
+    assert pac["compiles_while_timed"] == 0 == gan["compiles_while_timed"]
+    assert pac["batch"] == 2 * gan["batch"] and pac["n_critic"] == 1  # PacGAN2 packs two samples per critic input
+    assert pac["real_examples_per_s"] == pytest.approx(pac["g_steps_per_s"] * pac["batch"], rel=1e-2)
+    assert "flops_per_step" not in pac and len(pac["step_ms_repeats"]) == 2
+    ratios = bench.paired_ratios(gan["step_ms_repeats"], pac["step_ms_repeats"])
+    assert f"{sorted(ratios)[0]:.2f}-{sorted(ratios)[1]:.2f}]" in bench.experiment_table(rows).splitlines()[3]
+
+
+def test_bench_refuses_an_experiment_whose_trainer_is_not_the_gan_step():
+    with pytest.raises(ValueError, match=r"'experiments/pix2pix_inpainting.py' has trainer 'image_to_image'"):
+        bench.experiment_runner("experiments/pix2pix_inpainting.py", None, 0)
+
+
+def test_bench_refuses_a_device_count_this_process_lacks(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--experiments", "experiments/mixture_ring.py:gan", "--num_devices", "0"])
+    assert "--num_devices 0: allowed 1 .. 8" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text,message", [
     ("dcgan32:ns", "must be ARCH:LOSS:BATCH"),
     ("dcgan48:ns:64", "arch must be one of"),
