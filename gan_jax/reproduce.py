@@ -94,9 +94,10 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                methods: list[str] | None = None) -> dict:
     """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
     into one run over all their seeds, of `methods` only if given (one run: itself, to print it again).
-    They must share the budget, the methods and, for tables read by a classifier, the classifier itself,
-    identified by its test accuracy and measured floor (equal to the last bit for one classifier): FIDs
-    read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
+    Each method pools the seeds of the files that have it (a GAN file and a PacGAN2 file make a table of
+    both; a method's seed may be in one file only). They must share the budget and, for tables read by a
+    classifier, the classifier itself, identified by its test accuracy and measured floor (equal to the
+    last bit for one classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
     if not runs or len(runs) != len(names):
         raise ValueError(f"merge needs one or more runs with one name each, got {len(runs)} and {len(names)}")
     if methods:
@@ -123,29 +124,34 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                     if "classifier" in what else "")
             raise ValueError(f"cannot pool runs with different {what}: "
                              + ", ".join(f"{n}: {v}" for n, v in zip(names, values)) + hint)
-    methods = [sorted(run["results"]) for run in runs]
-    if any(m != methods[0] for m in methods):
-        raise ValueError("cannot pool runs of different methods: "
-                         + "; ".join(f"{n}: {m}" for n, m in zip(names, methods)))
-    owner: dict[int, str] = {}
+    owner: dict[tuple[str, int], str] = {}
+    pooled: dict[str, list[tuple[int, dict]]] = {}
     for run, name in zip(runs, names):
-        for seed in _seeds(run):
-            if seed in owner:
-                raise ValueError(f"seed {seed} is in both {owner[seed]} and {name}")
-            owner[seed] = name
-    order = sorted((seed, i, j) for i, run in enumerate(runs) for j, seed in enumerate(_seeds(run)))
+        for method, evals in run["results"].items():
+            for seed, result in zip(_seeds(run, method), evals, strict=True):
+                if (method, seed) in owner:
+                    raise ValueError(f"seed {seed} of {method} is in both {owner[method, seed]} and {name}")
+                owner[method, seed] = name
+                pooled.setdefault(method, []).append((seed, result))
+    seed_lists = {m: sorted(seed for seed, _ in pooled[m]) for m in sorted(pooled)}
     merged = {"table": table.name,
-              "results": {m: [runs[i]["results"][m][j] for _, i, j in order] for m in methods[0]},
-              "steps": runs[0]["steps"], "seeds": len(order), "first_seed": order[0][0],
-              "seed_list": [seed for seed, _, _ in order], "wall_s": sum(run["wall_s"] for run in runs),
-              "merged_from": list(names)}
+              "results": {m: [r for _, r in sorted(pooled[m], key=lambda p: p[0])] for m in seed_lists},
+              "steps": runs[0]["steps"], "wall_s": sum(run["wall_s"] for run in runs), "merged_from": list(names)}
+    first = next(iter(seed_lists.values()))
+    if all(seeds == first for seeds in seed_lists.values()):
+        merged.update(seeds=len(first), first_seed=first[0], seed_list=first)
+    else:
+        merged.update(seeds=max(map(len, seed_lists.values())), method_seeds=seed_lists)
     for key in ("classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
     return merged
 
 
-def _seeds(run: dict) -> list[int]:
+def _seeds(run: dict, method: str) -> list[int]:
+    """The seeds of `method`'s results in `run`, in their order."""
+    if "method_seeds" in run:
+        return list(run["method_seeds"][method])
     first = run.get("first_seed", 0)
     return list(run.get("seed_list") or range(first, first + run["seeds"]))
 
@@ -221,8 +227,15 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
     return text + unit
 
 
-def _seed_range(run: dict) -> str:
-    seeds = _seeds(run)
+def _seed_count(run: dict) -> str:
+    """"3 seed(s) (seeds 2–4)", or per method where the methods were run with different seeds."""
+    if "method_seeds" not in run:
+        return f"{run['seeds']} seed(s){_seed_range(_seeds(run, next(iter(run['results']))))}"
+    return ", ".join(f"{m} {len(s)} seed(s){_seed_range(s) or (' (seed 0)' if len(s) == 1 else f' (seeds 0–{s[-1]})')}"
+                     for m, s in run["method_seeds"].items())
+
+
+def _seed_range(seeds: list[int]) -> str:
     if seeds == list(range(len(seeds))):
         return ""
     if len(seeds) == 1:
@@ -271,7 +284,7 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
         header.append("paper within tolerance (distance in SE)")
     lines = [f"**{table.source}**", "",
              f"Protocol: {table.protocol}",
-             f"Ours: {run['seeds']} seed(s){_seed_range(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
+             f"Ours: {_seed_count(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
              + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
@@ -319,7 +332,7 @@ flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (con
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
-                  "must share budget, methods and classifier.")
+                  "must share budget and classifier (each method pools the files that have it).")
 
 
 def main(argv):

@@ -235,14 +235,34 @@ def test_merge_pools_seeds_run_apart_in_seed_order_and_tests_adjacent_methods():
                                                              "seeds": 1})
 
 
+def test_merge_pools_each_method_over_the_files_that_have_it():
+    table = paper_tables.get_table("fid_fashion_mnist")
+    both = _fid_run(0, {"RaSGAN": RASGAN[:2], "NS-GAN": NS_GAN[:2]})
+    rasgan = _fid_run(3, {"RaSGAN": RASGAN[2:]})
+    run = reproduce.merge_runs(table, [rasgan, both], ["rasgan.json", "both.json"])
+    assert run["method_seeds"] == {"NS-GAN": [0, 1], "RaSGAN": [0, 1, 3]}
+    assert [r["fid"] for r in run["results"]["RaSGAN"]] == RASGAN
+    assert [r["fid"] for r in run["results"]["NS-GAN"]] == NS_GAN[:2]
+    text = reproduce.markdown(table, run)
+    assert "Ours: NS-GAN 2 seed(s) (seeds 0–1), RaSGAN 3 seed(s) (seeds 0, 1, 3) × 2000 generator steps" in text
+    diff, t, p = reproduce.welch(RASGAN, NS_GAN[:2])
+    assert f"- RaSGAN (66.7) → NS-GAN (70.2): +{diff:.3g}, t = {t:.2f}, p = {p:.2g}" in text
+    # A pooled file pools again: its per-method seeds are kept.
+    again = reproduce.merge_runs(table, [run, _fid_run(5, {"NS-GAN": [71.0]})], ["pooled.json", "ns.json"])
+    assert again["method_seeds"] == {"NS-GAN": [0, 1, 5], "RaSGAN": [0, 1, 3]}
+    # Methods that end with the same seeds make an ordinary run.
+    even = reproduce.merge_runs(table, [rasgan, both, _fid_run(3, {"NS-GAN": NS_GAN[2:]})], ["r", "b", "n"])
+    assert "method_seeds" not in even and even["seed_list"] == [0, 1, 3] and even["seeds"] == 3
+
+
 @pytest.mark.parametrize("other, message", [
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, steps=1000),
      "different generator steps: a.json: 2000, b.json: 1000"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, floor=0.36), "different feature classifiers \\(floor\\)"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"classifier_test_accuracy": 0.9119},
      "different feature classifiers \\(test accuracy\\): a.json: 0.915, b.json: 0.9119; score one set"),
-    (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 is in both a.json and b.json"),
-    (_fid_run(3, {"RaSGAN": [1.0]}), "different methods: a.json: \\['NS-GAN', 'RaSGAN'\\]; b.json: \\['RaSGAN'\\]"),
+    (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 of RaSGAN is in both a.json and b.json"),
+    (_fid_run(1, {"NS-GAN": [2.0]}), "seed 1 of NS-GAN is in both a.json and b.json"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"table": "fid_mnist"},
      "b.json is a run of table 'fid_mnist', not 'fid_fashion_mnist'"),
     (_fid_run(3, {"RaSGAN": [1.0], "DCGAN": [2.0]}), "has no method 'DCGAN'"),
