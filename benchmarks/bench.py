@@ -190,9 +190,8 @@ def experiment_runner(spec: str, precision: str | None, warmup: int, unroll: boo
                          f"{n_critic * batch}")
     host = {k: np.asarray(v).reshape(n_critic, batch, *np.shape(v)[1:])
             for k, v in source.__getitems__(np.arange(n_critic * batch)).items()}
-    _, init = experiment.state_initializer(cfg, gan, source)
-    return launch_step_runner(cfg, gan, init, host, warmup, {"experiment": spec, "config_name": cfg.name},
-                              cfg.seed, unroll, num_devices)
+    return launch_step_runner(cfg, gan, experiment.state_initializer(cfg, gan, source), host, warmup,
+                              {"experiment": spec, "config_name": cfg.name}, cfg.seed, unroll, num_devices)
 
 
 def torch_device() -> str:

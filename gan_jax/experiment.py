@@ -99,12 +99,12 @@ def _marginals(source, gan: train.GAN, chunk: int = 10_000) -> np.ndarray | None
 
 
 def state_initializer(config: ml_collections.ConfigDict, gan: train.GAN, source
-                      ) -> tuple[tuple[int, ...], Callable[[jax.Array], train.GANState]]:
-    """One real example's shape and `key -> initial state` of `config`'s GAN trained on `source` (with the
-    reference batch of a virtual-batch-norm critic and the marginals of a generator that starts from them)."""
+                      ) -> Callable[[jax.Array], train.GANState]:
+    """`key -> initial state` of `config`'s GAN trained on `source` (with the reference batch of a
+    virtual-batch-norm critic and the marginals of a generator that starts from them)."""
     data_shape = np.asarray(source.__getitems__([0])["x"]).shape[1:]
     reference, marginals = _reference_batch(source, config), _marginals(source, gan)
-    return data_shape, lambda key: train.init_state(gan, key, data_shape, reference, marginals)
+    return lambda key: train.init_state(gan, key, data_shape, reference, marginals)
 
 
 TRAINERS = {"gan": "gan_jax.experiment", "image_to_image": "gan_jax.image_to_image", "vae": "gan_jax.vae",
@@ -131,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
 
     gan = train.build(config)
     source = make_source(config)
-    _, init = state_initializer(config, gan, source)
+    init = state_initializer(config, gan, source)
     n_critic = config.loss.n_critic
     pipeline = _pipeline(source, config)
     step_fn = parallel.parallelize(train.make_train_step(gan), config.parallel, mesh)

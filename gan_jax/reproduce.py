@@ -141,7 +141,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     if all(seeds == first for seeds in seed_lists.values()):
         merged.update(seeds=len(first), first_seed=first[0], seed_list=first)
     else:
-        merged.update(seeds=max(map(len, seed_lists.values())), method_seeds=seed_lists)
+        merged["method_seeds"] = seed_lists
     for key in ("classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
