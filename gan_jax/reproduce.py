@@ -231,12 +231,12 @@ def _seed_count(run: dict) -> str:
     """"3 seed(s) (seeds 2–4)", or per method where the methods were run with different seeds."""
     if "method_seeds" not in run:
         return f"{run['seeds']} seed(s){_seed_range(_seeds(run, next(iter(run['results']))))}"
-    return ", ".join(f"{m} {len(s)} seed(s){_seed_range(s) or (' (seed 0)' if len(s) == 1 else f' (seeds 0–{s[-1]})')}"
-                     for m, s in run["method_seeds"].items())
+    return ", ".join(f"{m} {len(s)} seed(s){_seed_range(s, always=True)}" for m, s in run["method_seeds"].items())
 
 
-def _seed_range(seeds: list[int]) -> str:
-    if seeds == list(range(len(seeds))):
+def _seed_range(seeds: list[int], always: bool = False) -> str:
+    """" (seeds 2–4)"; "" for seeds 0 .. n-1 unless `always`."""
+    if seeds == list(range(len(seeds))) and not always:
         return ""
     if len(seeds) == 1:
         return f" (seed {seeds[0]})"
