@@ -3,7 +3,9 @@
 PacGAN's protocol (Lin et al. 2018, fjxmlzn/PacGAN synthetic_data_experiments): G 2 → 4 × 400
 (BatchNorm + ReLU, no bias) → 2; D 3 × LinearMaxout(200 units, 5 pieces) → 1; weights N(0, 0.02);
 z ~ N(0, I_2); Adam lr 1e-4, β1 0.8; batch 100; 100,000 training points; 2,500 evaluation samples;
-packing m = 1 (GAN), 2, 3, 4. The paper trains 400k updates (≈ 2 h per run here): the default is a
+packing m = 1 (GAN), 2, 3, 4. PacGAN's code (ALI's `ali_algorithm`) updates G and D simultaneously, both
+gradients taken at the same parameters on the same samples; these configs alternate (D's step, then G's on fresh
+samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). The paper trains 400k updates (≈ 2 h per run here): the default is a
 CPU-sized 10k (`--config.steps=400000` for the full protocol).
 
 Variants (`--config experiments/mixture_ring.py:<variant>`):

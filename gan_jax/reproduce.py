@@ -1,6 +1,6 @@
 """Reproduce a paper table: train (or load) its runs and print our numbers beside the paper's.
 
-    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2] [--eval_every N]
+    python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2] [--eval_every N] [--set loss.simultaneous=True]
     python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
@@ -8,12 +8,15 @@ as launch.py, so an interrupted table resumes, a finished run is only evaluated 
 directory of another config is refused. The Markdown table (also
 written to DIR/<table>.md, with the raw numbers in DIR/<table>.json) gives mean ± std over seeds and
 Welch's t-test between methods adjacent in the first metric. `--eval_every N` also evaluates every run
-every N steps: the JSON then holds each seed's curve and the Markdown each method's mean curve. `--merge`
+every N steps: the JSON then holds each seed's curve and the Markdown each method's mean curve. `--set KEY=VALUE`
+(repeatable) changes a flattened config key in every run, to test a protocol variant; the JSON records it and
+`--merge` pools only runs with the same settings. `--merge`
 pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
 anything.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -42,12 +45,45 @@ def load_config(spec: str, root: str):
     return module.get_config(variant) if variant else module.get_config()
 
 
+def parse_settings(items: list[str] | None) -> dict:
+    """["loss.simultaneous=True", "seed=3"] -> {"loss.simultaneous": True, "seed": 3}; a value that is no
+    Python literal stays a string."""
+    settings = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (a flattened config key, e.g. loss.simultaneous=True), got {item!r}")
+        try:
+            settings[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            settings[key] = text
+    return settings
+
+
+def _set_existing(config, key: str, value, where: str) -> None:
+    """config[key] = value for a flattened key the config already has (ConfigDict would add a new one: a typo
+    would then change nothing)."""
+    parent, _, leaf = key.rpartition(".")
+    node = config
+    for part in parent.split(".") if parent else []:
+        node = node.get(part) if hasattr(node, "get") else None
+    if not hasattr(node, "keys") or leaf not in node:
+        siblings = sorted(node.keys()) if hasattr(node, "keys") else []
+        raise ValueError(f"--set {key}: {where} has no key {key!r}"
+                         + (f"; keys under {parent or 'the top level'}: {siblings}" if siblings else ""))
+    try:
+        config.update_from_flattened_dict({key: value})
+    except TypeError as e:
+        raise ValueError(f"--set {key}={value!r}: {e}") from e
+
+
 def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int | None = None,
               methods: list[str] | None = None, root: str | None = None, first_seed: int = 0,
-              eval_every: int = 0) -> dict:
+              eval_every: int = 0, settings: dict | None = None) -> dict:
     """Train or load every (method, seed) run, seeds first_seed .. first_seed + seeds - 1; returns
     {method: [eval dict per seed]} plus run facts. eval_every > 0 also evaluates each run every that many
-    steps (config.eval.every: its metrics.jsonl then holds the metrics against budget)."""
+    steps (config.eval.every: its metrics.jsonl then holds the metrics against budget). `settings`
+    ({flattened key: value}, after the table's own overrides) changes every run's config; it is recorded."""
     from gan_jax import experiment
     if seeds < 1 or first_seed < 0:
         raise ValueError(f"need seeds >= 1 and first_seed >= 0, got seeds={seeds}, first_seed={first_seed}")
@@ -61,6 +97,8 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     def run_config(row: paper_tables.Row, seed: int):
         config = load_config(row.config, root)
         config.update_from_flattened_dict(table.overrides)
+        for key, value in (settings or {}).items():
+            _set_existing(config, key, value, row.config)
         if classifier_dir:
             config.eval.classifier_dir = classifier_dir
         config.seed = seed
@@ -83,6 +121,8 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
            "wall_s": time.time() - t0}
     if eval_every:
         run["curves"] = curves
+    if settings:
+        run["settings"] = dict(settings)
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
     if "fid" in table.metrics:
@@ -114,7 +154,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
             if any(set(e) != set(table.metrics) for e in evals):
                 raise ValueError(f"{name}: {method} has metrics {sorted(evals[0])}, table {table.name!r} "
                                  f"has {sorted(table.metrics)}")
-    for key, what in (("steps", "generator steps"),
+    for key, what in (("steps", "generator steps"), ("settings", "config settings (--set)"),
                       ("classifier_test_accuracy", "feature classifiers (test accuracy)"),
                       ("floor", "feature classifiers (floor)")):
         values = [run.get(key) for run in runs]
@@ -142,7 +182,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
         merged.update(seeds=len(first), first_seed=first[0], seed_list=first)
     else:
         merged["method_seeds"] = seed_lists
-    for key in ("classifier_test_accuracy", "floor"):
+    for key in ("settings", "classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
     return merged
@@ -290,7 +330,10 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
              + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
                 if table.tolerance else "")
              + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
-                if run.get("classifier_test_accuracy") is not None else ""), "",
+                if run.get("classifier_test_accuracy") is not None else "")
+             + (" Config changed in every run (`--set`): "
+                + ", ".join(f"`{k}={v!r}`" for k, v in run["settings"].items()) + "."
+                if run.get("settings") else ""), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
         if row.method not in run["results"]:
@@ -329,6 +372,8 @@ flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
 flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (config.eval.every; each run's "
                      "metrics.jsonl then holds eval/* against steps); 0: only at the end.")
+flags.DEFINE_multi_string("set", None, "KEY=VALUE: set this flattened config key in every run (repeatable), "
+                          "e.g. --set loss.simultaneous=True; recorded in the JSON.")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
@@ -345,7 +390,7 @@ def main(argv):
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
     if FLAGS.merge:
-        training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "eval_every") if FLAGS[f].present]
+        training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "eval_every", "set") if FLAGS[f].present]
         if training:
             raise app.UsageError(f"--merge pools finished runs and trains nothing; drop {', '.join(training)}")
         runs = []
@@ -356,7 +401,8 @@ def main(argv):
         facts = f"\n\nWall time {run['wall_s']:.0f} s summed over the pooled files; pooled {time.strftime('%Y-%m-%d')}."
     else:
         run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,
-                        first_seed=FLAGS.first_seed, eval_every=FLAGS.eval_every)
+                        first_seed=FLAGS.first_seed, eval_every=FLAGS.eval_every,
+                        settings=parse_settings(FLAGS.set))
         facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
                  f"(training or loading and evaluating every run and any feature classifier; not the floor); "
                  f"{time.strftime('%Y-%m-%d')}.")

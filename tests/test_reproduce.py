@@ -180,6 +180,33 @@ def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch)
     assert "curves" not in reproduce.run_table(table, str(tmp_path / "plain"), seeds=1, steps=4, methods=["GAN"])
 
 
+def test_set_changes_every_runs_config_is_recorded_and_refuses_keys_the_config_lacks(tmp_path, monkeypatch):
+    from gan_jax import experiment
+    seen = []
+
+    def fake_run(config, workdir):
+        seen.append((config.loss.simultaneous, config.model.generator.batch_norm, config.seed))
+        return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    table = paper_tables.get_table("mixture_ring")
+    settings = reproduce.parse_settings(["loss.simultaneous=True", "model.generator.batch_norm=False"])
+    assert settings == {"loss.simultaneous": True, "model.generator.batch_norm": False}
+    run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN", "PacGAN2"], settings=settings)
+    assert seen == [(True, False, 0), (True, False, 1)] * 2 and run["settings"] == settings
+    assert ("Config changed in every run (`--set`): `loss.simultaneous=True`, `model.generator.batch_norm=False`."
+            in reproduce.markdown(table, run))
+    assert reproduce.merge_runs(table, [run], ["a.json"])["settings"] == settings
+    assert "settings" not in reproduce.run_table(table, str(tmp_path), seeds=1, steps=3, methods=["GAN"])
+    with pytest.raises(ValueError, match="has no key 'loss.simultaneus'; keys under loss: \\['acgan_weight'"):
+        reproduce.run_table(table, str(tmp_path), seeds=1, methods=["GAN"], settings={"loss.simultaneus": True})
+    with pytest.raises(ValueError, match="--set loss.simultaneous='yes'"):
+        reproduce.run_table(table, str(tmp_path), seeds=1, methods=["GAN"], settings={"loss.simultaneous": "yes"})
+    with pytest.raises(ValueError, match="KEY=VALUE.*got 'loss.simultaneous'"):
+        reproduce.parse_settings(["loss.simultaneous"])
+    assert reproduce.parse_settings(["loss.name=hinge"]) == {"loss.name": "hinge"}
+
+
 # Classifier FIDs of the Fashion-MNIST table at 2,000 steps, seeds 0 / 1 / 2
 # (results/2026-12-0{1,2}/fid_fashion_mnist_seed{0,1,2}_2000steps.json).
 RASGAN = [68.24703979492188, 67.19659423828125, 64.69952392578125]
@@ -261,6 +288,8 @@ def test_merge_pools_each_method_over_the_files_that_have_it():
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}, floor=0.36), "different feature classifiers \\(floor\\)"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"classifier_test_accuracy": 0.9119},
      "different feature classifiers \\(test accuracy\\): a.json: 0.915, b.json: 0.9119; score one set"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"settings": {"loss.simultaneous": True}},
+     "different config settings \\(--set\\): a.json: None, b.json: {'loss.simultaneous': True}"),
     (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 of RaSGAN is in both a.json and b.json"),
     (_fid_run(1, {"NS-GAN": [2.0]}), "seed 1 of NS-GAN is in both a.json and b.json"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"table": "fid_mnist"},
@@ -289,6 +318,8 @@ def test_merge_command_writes_the_pooled_table_and_refuses_training_flags(tmp_pa
     assert pooled["seed_list"] == [0, 1, 2] and pooled["merged_from"] == paths
     p = subprocess.run(cmd + ["--steps", "5"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode != 0 and "trains nothing; drop --steps" in p.stderr
+    p = subprocess.run(cmd + ["--set", "loss.simultaneous=True"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode != 0 and "trains nothing; drop --set" in p.stderr
 
 
 @pytest.mark.slow
