@@ -5,8 +5,8 @@ PacGAN's protocol (Lin et al. 2018, fjxmlzn/PacGAN synthetic_data_experiments): 
 z ~ N(0, I_2); Adam lr 1e-4, β1 0.8; batch 100; 100,000 training points; 2,500 evaluation samples;
 packing m = 1 (GAN), 2, 3, 4. PacGAN's code (ALI's `ali_algorithm`) updates G and D simultaneously, both
 gradients taken at the same parameters on the same samples; these configs alternate (D's step, then G's on fresh
-samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). The paper trains 400k updates (≈ 2 h per run here): the default is a
-CPU-sized 10k (`--config.steps=400000` for the full protocol).
+samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). The paper
+trains 400k updates (≈ 2 h per run here): the default is a CPU-sized 10k (`--config.steps=400000` for the full protocol).
 
 Variants (`--config experiments/mixture_ring.py:<variant>`):
   gan        non-saturating GAN (Goodfellow et al. 2014), PacGAN's nets

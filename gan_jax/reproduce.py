@@ -46,13 +46,16 @@ def load_config(spec: str, root: str):
 
 
 def parse_settings(items: list[str] | None) -> dict:
-    """["loss.simultaneous=True", "seed=3"] -> {"loss.simultaneous": True, "seed": 3}; a value that is no
-    Python literal stays a string."""
+    """["loss.simultaneous=True", "loss.name=hinge"] -> {"loss.simultaneous": True, "loss.name": "hinge"}; a
+    value that is no Python literal stays a string. Keys the command sets itself are refused (use its flags)."""
+    own = {"seed": "--first_seed/--seeds", "steps": "--steps", "eval.every": "--eval_every"}
     settings = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE (a flattened config key, e.g. loss.simultaneous=True), got {item!r}")
+        if key in own:
+            raise ValueError(f"--set {key}: the command sets {key} itself; use {own[key]}")
         try:
             settings[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

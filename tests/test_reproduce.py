@@ -205,6 +205,8 @@ def test_set_changes_every_runs_config_is_recorded_and_refuses_keys_the_config_l
     with pytest.raises(ValueError, match="KEY=VALUE.*got 'loss.simultaneous'"):
         reproduce.parse_settings(["loss.simultaneous"])
     assert reproduce.parse_settings(["loss.name=hinge"]) == {"loss.name": "hinge"}
+    with pytest.raises(ValueError, match="--set seed: the command sets seed itself; use --first_seed/--seeds"):
+        reproduce.parse_settings(["seed=3"])
 
 
 # Classifier FIDs of the Fashion-MNIST table at 2,000 steps, seeds 0 / 1 / 2
