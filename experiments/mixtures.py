@@ -5,7 +5,10 @@ PacGAN's protocol (Lin et al. 2018, fjxmlzn/PacGAN synthetic_data_experiments): 
 z ~ N(0, I_2); Adam lr 1e-4, β1 0.8; batch 100; 100,000 training points; 2,500 evaluation samples;
 packing m = 1 (GAN), 2, 3, 4. PacGAN's code (ALI's `ali_algorithm`) updates G and D simultaneously, both
 gradients taken at the same parameters on the same samples; these configs alternate (D's step, then G's on fresh
-samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). The paper
+samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). PacGAN's G
+normalises each packed slot by its own batch statistics, with running averages at momentum 0.95 and ε = 1e-4;
+these configs keep flax's batch norm (one batch, 0.9, 1e-5) unless `model.generator.bn_per_slot=True`,
+`bn_momentum=0.95`, `bn_epsilon=0.0001` are set (`gan_jax/models/mlp.py`). The paper
 trains 400k updates (≈ 2 h per run here): the default is a CPU-sized 10k (`--config.steps=400000` for the full protocol).
 
 Variants (`--config experiments/mixture_ring.py:<variant>`):
@@ -34,7 +37,9 @@ def mixture_config(dataset: str, variant: str, paper: str):
     c.data.name = dataset
     c.data.num_train = 100_000
     c.model.latent_dim = 2
-    c.model.generator = dict(name="mlp", hidden=(400, 400, 400, 400), out_dim=2, batch_norm=True)
+    # PacGAN's own batch norm (gan_jax/models/mlp.py): bn_per_slot=True, bn_momentum=0.95, bn_epsilon=1e-4.
+    c.model.generator = dict(name="mlp", hidden=(400, 400, 400, 400), out_dim=2, batch_norm=True, bn_per_slot=False,
+                             bn_momentum=0.9, bn_epsilon=1e-5)
     c.model.critic = dict(name="mlp", hidden=(200, 200, 200), pieces=5)
     adam = dict(name="adam", learning_rate=1e-4, b1=0.8, b2=0.999)
     c.optim.generator = dict(adam)

@@ -68,7 +68,7 @@ class GAN(NamedTuple):
 def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GAN:
     """Networks (batch norm averaged over `axis_name`), optimizers and loss pair of a config."""
     m = config.model
-    return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name, m.num_classes),
+    return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name, m.num_classes, m.pack),
                critic=models.build_critic(m.critic.to_dict(), m.dtype, axis_name, m.num_classes),
                generator_tx=config_lib.make_optimizer(config.optim.generator),
                critic_tx=config_lib.make_optimizer(config.optim.critic),

@@ -1,4 +1,6 @@
 """2-D mixtures and their mode metrics (VEEGAN / PacGAN), and PacGAN packing."""
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,3 +103,55 @@ def test_max_over_pieces_keeps_bfloat16():
     y = jax.random.normal(jax.random.key(0), (4, 10)).astype(jnp.bfloat16)
     grad = jax.grad(lambda y: jnp.sum(mlp.max_over_pieces(y, 5).astype(jnp.float32)))(y)
     assert grad.dtype == jnp.bfloat16 and float(jnp.sum(grad)) == 8.0
+
+
+def _batch_norm(module, variables, x, train):
+    out, updated = module.apply(variables, x, train, mutable=["batch_stats"])
+    return out, updated["batch_stats"]
+
+
+def test_grouped_batch_norm_with_one_group_is_flax_batch_norm():
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (12, 5))
+    ours = mlp.GroupedBatchNorm(momentum=0.95, epsilon=1e-4)
+    flax_bn = nn.BatchNorm(momentum=0.95, epsilon=1e-4)
+    variables = {"params": {"scale": jnp.linspace(0.5, 2.0, 5), "bias": jnp.linspace(-1.0, 1.0, 5)},
+                 "batch_stats": {"mean": jnp.full(5, 0.5), "var": jnp.full(5, 2.0)}}
+    assert jax.tree.structure(ours.init(jax.random.key(1), x, True)) == jax.tree.structure(
+        flax_bn.init(jax.random.key(1), x, use_running_average=False))
+    out, new = _batch_norm(ours, variables, x, True)
+    want, want_new = flax_bn.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(new, want_new["batch_stats"], rtol=1e-6)
+    np.testing.assert_allclose(new["mean"], 0.95 * 0.5 + 0.05 * x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(ours.apply(variables, x, False),
+                               flax_bn.apply(variables, x, use_running_average=True), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_batch_norm_normalises_each_packed_slot_alone_and_averages_their_updates():
+    """PacGAN's G runs once per packed slot (rows i ≡ j mod m); its running averages move by the slots' mean."""
+    x = jax.random.normal(jax.random.key(0), (12, 4)) * jnp.array([1.0, 2.0, 3.0, 4.0])
+    x = x.at[1::3].add(5.0)  # slot 1 sits elsewhere: pooled statistics would differ
+    variables = {"params": {"scale": jnp.ones(4), "bias": jnp.zeros(4)},
+                 "batch_stats": {"mean": jnp.zeros(4), "var": jnp.ones(4)}}
+    out, new = _batch_norm(mlp.GroupedBatchNorm(groups=3, momentum=0.95, epsilon=1e-4), variables, x, True)
+    one = mlp.GroupedBatchNorm(groups=1, momentum=0.95, epsilon=1e-4)
+    slots = [_batch_norm(one, variables, x[j::3], True) for j in range(3)]
+    for j, (slot_out, _) in enumerate(slots):
+        np.testing.assert_allclose(out[j::3], slot_out, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(slot_out.mean(0), 0.0, atol=1e-5)
+    chex.assert_trees_all_close(new, jax.tree.map(lambda *s: sum(s) / 3, *[s for _, s in slots]), rtol=1e-5)
+    with pytest.raises(ValueError, match="over 3 groups .* divisible by 3; got a batch of 10"):
+        _batch_norm(mlp.GroupedBatchNorm(groups=3), variables, x[:10], True)
+
+
+def test_mlp_generator_normalises_per_packed_slot_and_keeps_flax_names():
+    z = jax.random.normal(jax.random.key(0), (8, 2))
+    for per_slot in (True, False):
+        gen = models.build_generator(dict(name="mlp", hidden=(6, 6), bn_per_slot=per_slot, bn_momentum=0.95), pack=2)
+        assert gen.pack == 2
+        variables = gen.init(jax.random.key(1), z, True)
+        assert set(variables["batch_stats"]) == {"BatchNorm_0", "BatchNorm_1"}
+        _, new = gen.apply(variables, z, True, mutable=["batch_stats"])
+        h = z @ variables["params"]["Dense_0"]["kernel"]
+        var = (h[0::2].var(0) + h[1::2].var(0)) / 2 if per_slot else h.var(0)  # pooled: also the slots' spread
+        np.testing.assert_allclose(new["batch_stats"]["BatchNorm_0"]["var"], 0.95 + 0.05 * var, rtol=1e-5)

@@ -24,6 +24,9 @@ CASES = {
     "relativistic_average_pack2": ("pacgan2", {"loss.name": "relativistic_average", **{
         f"optim.{who}": dict(name="sgd", learning_rate=0.1)
         for who in ("generator", "critic")}}),
+    # PacGAN's batch norm: each packed slot's statistics are reduced over the devices' rows of that slot.
+    "pack2_slot_batch_norm_simultaneous": ("pacgan2", {"loss.simultaneous": True, "model.generator": dict(
+        name="mlp", hidden=(16, 16), out_dim=2, batch_norm=True, bn_per_slot=True, bn_momentum=0.95, bn_epsilon=1e-4)}),
 }
 
 

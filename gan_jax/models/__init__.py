@@ -47,7 +47,7 @@ def _class(path: str) -> type[nn.Module]:
 
 
 def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_name: str | None,
-           num_classes: int) -> nn.Module:
+           num_classes: int, pack: int = 1) -> nn.Module:
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in registry:
@@ -68,6 +68,8 @@ def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_nam
                          f"{sorted(n for n, p in registry.items() if p.split(':')[1] in _WRAPPED_FIELD)}")
     if "bn_axis_name" in fields:
         spec["bn_axis_name"] = axis_name
+    if "pack" in fields:
+        spec["pack"] = pack
     if "dtype" in fields:
         spec["dtype"] = DTYPES[dtype]
     try:
@@ -77,8 +79,10 @@ def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_nam
 
 
 def build_generator(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None,
-                    num_classes: int = 0) -> nn.Module:
-    return _build(GENERATORS, "generator", spec, dtype, axis_name, num_classes)
+                    num_classes: int = 0, pack: int = 1) -> nn.Module:
+    """`pack`: the critic's packing degree (config.model.pack), for generators that normalise each packed
+    slot alone."""
+    return _build(GENERATORS, "generator", spec, dtype, axis_name, num_classes, pack)
 
 
 def build_critic(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None,

@@ -2,6 +2,11 @@
 
 PacGAN's 2-D nets: G = z (2-D N(0, I)) → 4 × [Dense 400 (no bias), BatchNorm, ReLU] → Dense 2;
 D = 3 × LinearMaxout(200 units, 5 pieces) → Dense 1; weights N(0, 0.02), biases 0.
+
+PacGAN's code (Blocks) runs G once per packed slot, so each slot's 100 samples are normalised by their own
+statistics, and moves its running averages once per step by 0.05 of the slots' mean statistics, with ε = 1e-4:
+`bn_per_slot = True`, `bn_momentum = 0.95`, `bn_epsilon = 1e-4` here. The defaults (one batch, 0.9, 1e-5) are
+flax's and torch's. (Blocks averages the running standard deviation, not the variance: not reproduced.)
 """
 from __future__ import annotations
 
@@ -11,27 +16,71 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 DCGAN_INIT = nn.initializers.normal(0.02)
 
 
+class GroupedBatchNorm(nn.Module):
+    """Batch norm of [B, F] features whose batch statistics are taken per group: rows i ≡ j (mod `groups`)
+    form group j (the packed slot j of `models.pack`). Running averages move by (1 − momentum) × the mean of
+    the groups' statistics. With groups = 1 it is flax's `nn.BatchNorm` (same variables and arithmetic)."""
+
+    groups: int = 1
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        features = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        if train:
+            if x.shape[0] % self.groups:
+                raise ValueError(f"batch norm over {self.groups} groups (packed slots) needs a batch divisible by "
+                                 f"{self.groups}; got a batch of {x.shape[0]}")
+            g = x.astype(jnp.float32).reshape(x.shape[0] // self.groups, self.groups, features)
+            mean, mean2 = g.mean(0), jnp.square(g).mean(0)
+            if self.axis_name is not None and not self.is_initializing():
+                mean, mean2 = lax.pmean(jnp.stack([mean, mean2]), self.axis_name)
+            var = jnp.maximum(0.0, mean2 - jnp.square(mean))
+            if not self.is_initializing():
+                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean.mean(0)
+                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var.mean(0)
+        else:
+            g, mean, var = x.reshape(x.shape[0], 1, features), ra_mean.value[None], ra_var.value[None]
+        y = (g - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+        return y.reshape(x.shape).astype(self.dtype)
+
+
 class MLPGenerator(nn.Module):
-    """z [B, latent] → x [B, out_dim]; hidden Dense (+ BatchNorm) + ReLU layers, linear output."""
+    """z [B, latent] → x [B, out_dim]; hidden Dense (+ batch norm) + ReLU layers, linear output.
+
+    Batch norm: `GroupedBatchNorm`, over each of the `pack` packed slots alone when `bn_per_slot` (`pack` is
+    set from config.model.pack by the model builder), with `bn_momentum` and `bn_epsilon`."""
 
     hidden: Sequence[int] = (400, 400, 400, 400)
     out_dim: int = 2
     batch_norm: bool = True
+    bn_per_slot: bool = False
+    pack: int = 1
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, train: bool) -> jnp.ndarray:
         x = z.astype(self.dtype)
-        for width in self.hidden:
+        for i, width in enumerate(self.hidden):
             x = nn.Dense(width, use_bias=not self.batch_norm, kernel_init=DCGAN_INIT, dtype=self.dtype)(x)
             if self.batch_norm:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
-                                 dtype=self.dtype)(x)
+                x = GroupedBatchNorm(self.pack if self.bn_per_slot else 1, self.bn_momentum, self.bn_epsilon, self.bn_axis_name,
+                                     self.dtype, name=f"BatchNorm_{i}")(x, train)
             x = nn.relu(x)
         return nn.Dense(self.out_dim, kernel_init=DCGAN_INIT, dtype=self.dtype)(x).astype(jnp.float32)
 
