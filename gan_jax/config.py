@@ -52,7 +52,11 @@ def base_config() -> ml_collections.ConfigDict:
                                              critic=ml_collections.ConfigDict(opt)))
     # every: also evaluate every that many steps during training (TensorBoard and metrics.jsonl as eval/*;
     # 0: only at the end). It reads the state and leaves the trajectory unchanged.
-    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False, every=0))
+    # precise_bn_batches: mixtures also report each metric as <metric>_precise_bn, with G's batch-norm statistics
+    # recomputed at the evaluated parameters from that many training-size batches instead of the running
+    # averages (Wu & Johnson 2021, "precise BN"); 0: off.
+    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False, every=0,
+                                            precise_bn_batches=0))
     return c
 
 
@@ -88,8 +92,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                   "loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
         v = flat[field]
         _require(isinstance(v, int) and v >= 1, f"config.{field} must be an integer >= 1, got {v!r}")
-    _require(isinstance(config.eval.every, int) and config.eval.every >= 0,
-             f"config.eval.every must be an integer >= 0 (0: evaluate only at the end), got {config.eval.every!r}")
+    for field, zero in (("every", "evaluate only at the end"), ("precise_bn_batches", "off")):
+        v = config.eval[field]
+        _require(isinstance(v, int) and v >= 0, f"config.eval.{field} must be an integer >= 0 (0: {zero}), got {v!r}")
     _require(config.parallel in PARALLEL_MODES,
              f"unknown config.parallel {config.parallel!r}; allowed: {list(PARALLEL_MODES)}")
     _require(config.loss.name in losses.LOSS_NAMES,

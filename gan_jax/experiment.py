@@ -26,6 +26,7 @@ from gan_jax.data import mixtures
 # On 2 cores, more than ~16 multi-device steps queued without waiting deadlock XLA:CPU's
 # collectives (shared/ENVIRONMENT.md); waiting on every 8th step keeps well clear of it.
 MAX_STEPS_IN_FLIGHT = 8
+PRECISE_BN = "_precise_bn"  # suffix of the mixture metrics evaluated with recomputed batch statistics
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -245,8 +246,17 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
         from gan_jax.metrics.mixture import mode_statistics
         mix = mixtures.get_mixture(config.data.name)
         samples = _samples(gan, state, config, config.eval.num_samples)
-        stats = mode_statistics(samples, jnp.asarray(mix.means), mix.std)
-        return {k: float(v) for k, v in stats.items()}
+        results = {k: float(v) for k, v in mode_statistics(samples, jnp.asarray(mix.means), mix.std).items()}
+        if config.eval.precise_bn_batches:
+            stats = train.precise_batch_stats(gan, jax.device_get(state.ema_params),
+                                              jax.device_get(state.generator.batch_stats),
+                                              jax.random.fold_in(jax.random.key(config.seed), (1 << 30) - 1),
+                                              config.eval.precise_bn_batches, config.batch_size)
+            samples = _samples(gan, state.replace(generator=state.generator.replace(batch_stats=stats)), config,
+                               config.eval.num_samples)
+            results |= {k + PRECISE_BN: float(v)
+                        for k, v in mode_statistics(samples, jnp.asarray(mix.means), mix.std).items()}
+        return results
     results = _parzen(gan, state, config) if config.eval.parzen else {}
     if not config.eval.classifier_dir:
         return results
@@ -331,7 +341,9 @@ def _nearest_distance(points: np.ndarray, reference: np.ndarray, chunk: int = 10
 def _protocol(config: ml_collections.ConfigDict) -> str:
     if config.data.name in mixtures.MIXTURES:
         generator = f"the EMA generator (decay {config.ema_decay})" if config.ema_decay else "the generator"
-        return f"{config.eval.num_samples} samples from {generator}; PacGAN's mode statistics"
+        precise = (f"; *_precise_bn: G's batch statistics recomputed from {config.eval.precise_bn_batches} batches of "
+                   f"{config.batch_size}" if config.eval.precise_bn_batches else "")
+        return f"{config.eval.num_samples} samples from {generator}; PacGAN's mode statistics{precise}"
     if config.eval.parzen:
         return ("Goodfellow et al. 2014 Parzen protocol: 10,000 samples, sigma from logspace(-1, 0, 10) on MNIST "
                 "train[50000:51000], 10,000 test images, pixels in [0, 1]; memorisation: 1,000 samples' vs 1,000 test "

@@ -32,7 +32,7 @@ from gan_jax import host_memory, paper_tables
 
 PERCENT = ("high_quality", "confident")
 FLOOR_FILE = "real_data_floor.json"
-
+PRECISE_BN_KEY = "precise_bn"  # a run's per-method results evaluated with recomputed batch statistics
 
 def load_config(spec: str, root: str):
     """The config of "experiments/<file>.py[:variant]", resolved against the project root."""
@@ -108,7 +108,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         config.eval.every = eval_every
         return config
 
-    curves = {}
+    curves, precise = {}, {}
     for row in rows:
         results[row.method], curves[row.method] = [], []
         for seed in range(first_seed, first_seed + seeds):
@@ -118,12 +118,17 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
             ev = experiment.train_and_evaluate(config, run_dir)
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
+            if all(m + experiment.PRECISE_BN in ev for m in table.metrics):
+                precise.setdefault(row.method, []).append({m: float(ev[m + experiment.PRECISE_BN])
+                                                           for m in table.metrics})
             if eval_every:
-                curves[row.method].append(_curve(run_dir, table.metrics))
+                curves[row.method].append(_curve(run_dir, tuple(ev)))
     run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
            "wall_s": time.time() - t0}
     if eval_every:
         run["curves"] = curves
+    if precise and set(precise) == set(results):
+        run[PRECISE_BN_KEY] = precise
     if settings:
         run["settings"] = dict(settings)
     if classifier_dir:
@@ -188,6 +193,10 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     for key in ("settings", "classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
+    if all(PRECISE_BN_KEY in run for run in runs):  # pooled only where every file has them
+        merged[PRECISE_BN_KEY] = merge_runs(table, [{k: v for k, v in run.items() if k != PRECISE_BN_KEY}
+                                                    | {"results": run[PRECISE_BN_KEY]} for run in runs],
+                                            names, methods)["results"]
     return merged
 
 
@@ -319,12 +328,34 @@ def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> li
     return lines
 
 
-def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
-    """Our mean ± std over seeds beside the paper's value, one row per method."""
+def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None) -> list[str]:
+    """The Markdown table: our mean ± std over seeds beside the paper's value, one row per method, and the floor."""
     header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
                            for m in table.metrics for i in range(2)]
     if table.tolerance:
         header.append("paper within tolerance (distance in SE)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.rows:
+        if row.method not in results:
+            continue
+        values = np.array([[r[m] for m in table.metrics] for r in results[row.method]])
+        cells = [row.method]
+        for j, m in enumerate(table.metrics):
+            col = values[:, j]
+            spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
+            cells.append(_fmt(m, float(np.mean(col)), spread))
+            cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
+        if table.tolerance:
+            cells.append(_verdicts(table, row, values))
+        lines.append("| " + " | ".join(cells) + " |")
+    floor = ([f"perfect sampler (floor{', this classifier' if measured_floor else ''})"]
+             + [c for m in table.metrics for c in (_fmt(m, (measured_floor or table.floor)[m]), "")]
+             + ([""] if table.tolerance else []))
+    return lines + ["| " + " | ".join(floor) + " |"]
+
+
+def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
+    """Our mean ± std over seeds beside the paper's value, one row per method."""
     lines = [f"**{table.source}**", "",
              f"Protocol: {table.protocol}",
              f"Ours: {_seed_count(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
@@ -336,26 +367,11 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
                 if run.get("classifier_test_accuracy") is not None else "")
              + (" Config changed in every run (`--set`): "
                 + ", ".join(f"`{k}={v!r}`" for k, v in run["settings"].items()) + "."
-                if run.get("settings") else ""), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.rows:
-        if row.method not in run["results"]:
-            continue
-        values = np.array([[r[m] for m in table.metrics] for r in run["results"][row.method]])
-        cells = [row.method]
-        for j, m in enumerate(table.metrics):
-            col = values[:, j]
-            spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
-            cells.append(_fmt(m, float(np.mean(col)), spread))
-            cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
-        if table.tolerance:
-            cells.append(_verdicts(table, row, values))
-        lines.append("| " + " | ".join(cells) + " |")
-    measured = run.get("floor")
-    floor = ([f"perfect sampler (floor{', this classifier' if measured else ''})"]
-             + [c for m in table.metrics for c in (_fmt(m, (measured or table.floor)[m]), "")]
-             + ([""] if table.tolerance else []))
-    lines.append("| " + " | ".join(floor) + " |")
+                if run.get("settings") else ""), "", *_rows(table, run["results"], run.get("floor"))]
+    if run.get(PRECISE_BN_KEY):
+        lines += ["", "The same runs and samples with G's batch statistics recomputed at the evaluated parameters "
+                      "(`eval.precise_bn_batches`) instead of its running averages (the protocol above, as the "
+                      "paper's code):", "", *_rows(table, run[PRECISE_BN_KEY], run.get("floor"))]
     differences = adjacent_differences(table, run)
     if differences:
         lines += ["", f"Methods adjacent in mean {table.metrics[0]}: the difference of the means and Welch's t-test "

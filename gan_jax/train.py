@@ -314,6 +314,28 @@ def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int, labels: jax.Ar
     return _sample(gan.generator, gan.config.model.latent_dim, n, params, batch_stats, key, labels)
 
 
+def precise_batch_stats(gan: GAN, params, batch_stats, key: jax.Array, batches: int, batch_size: int):
+    """G's batch statistics recomputed at `params` (Wu & Johnson 2021, "precise BN"): the mean over `batches`
+    batches of `batch_size` fresh latents of each batch's statistics, which the running averages only track
+    with the noise and lag of their momentum. For generators with a `bn_momentum` field (the MLP)."""
+    if not hasattr(gan.generator, "bn_momentum") or gan.config.model.num_classes:
+        raise ValueError(f"precise batch statistics need an unconditional generator with a bn_momentum field (the "
+                         f"MLP); got {type(gan.generator).__name__} with num_classes={gan.config.model.num_classes}")
+    generator = gan.generator.clone(bn_momentum=0.0, bn_axis_name=None)
+    return _precise_batch_stats(generator, gan.config.model.latent_dim, batches, batch_size, params, batch_stats, key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _precise_batch_stats(generator: nn.Module, latent_dim: int, batches: int, batch_size: int, params, batch_stats,
+                         key):
+    def one(total, k):  # with momentum 0 the "running averages" a training-mode call returns are the batch's own
+        _, stats = _apply(generator, params, batch_stats, (jax.random.normal(k, (batch_size, latent_dim)),), True)
+        return jax.tree.map(jnp.add, total, stats), None
+
+    total, _ = lax.scan(one, jax.tree.map(jnp.zeros_like, batch_stats), jax.random.split(key, batches))
+    return jax.tree.map(lambda t: t / batches, total)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _sample(generator: nn.Module, latent_dim: int, n: int, params, batch_stats, key, labels) -> jax.Array:
     z = jax.random.normal(key, (n, latent_dim))

@@ -19,6 +19,7 @@ def tiny_config(variant: str = "gan", **overrides):
     c.checkpoint_every = 2
     c.sample_every = 1000
     c.eval.num_samples = 256
+    c.eval.precise_bn_batches = 0  # tested on its own (test_launch.py)
     for k, v in overrides.items():
         node = c
         *path, last = k.split(".")

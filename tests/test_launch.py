@@ -7,10 +7,11 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import checkpoint, experiment, reproduce, train
+from gan_jax import checkpoint, config as config_lib, experiment, models, reproduce, train
 from tests.helpers import max_abs_diff, subprocess_xla_flags, tiny_config
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
@@ -152,6 +153,45 @@ def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):
         experiment.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
+
+
+def test_precise_batch_stats_are_the_mean_of_fresh_batches_statistics():
+    config = tiny_config("pacgan2", **{"model.generator": dict(name="mlp", hidden=(16, 16), bn_per_slot=True)})
+    gan = train.build(config)
+    state = train.init_state(gan, jax.random.key(0), (2,))
+    key = jax.random.key(3)
+    stats = train.precise_batch_stats(gan, state.generator.params, state.generator.batch_stats, key, 3, 16)
+    w = state.generator.params["Dense_0"]["kernel"]
+    h = [jax.random.normal(k, (16, 2)) @ w for k in jax.random.split(key, 3)]
+    slots = [hk[j::2] for hk in h for j in range(2)]   # bn_per_slot with pack 2: each slot's 8 rows alone
+    np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], np.mean([s.mean(0) for s in slots], 0), atol=1e-6)
+    np.testing.assert_allclose(stats["BatchNorm_0"]["var"], np.mean([s.var(0) for s in slots], 0), rtol=1e-5)
+    metz = gan._replace(generator=models.build_generator({"name": "metz"}))
+    with pytest.raises(ValueError, match="need an unconditional generator with a bn_momentum field .*got MetzGenerator"):
+        train.precise_batch_stats(metz, state.generator.params, state.generator.batch_stats, key, 3, 16)
+
+
+def test_mixture_evaluation_with_precise_bn_adds_the_metrics_of_recomputed_statistics(tmp_path):
+    config = tiny_config("gan", steps=2, **{"eval.precise_bn_batches": 4})
+    final = experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
+    assert set(final) == {m + s for m in ("modes", "high_quality", "reverse_kl") for s in ("", "_precise_bn")}
+    with open(os.path.join(tmp_path, "eval.json")) as f:
+        assert json.load(f)["protocol"].endswith("*_precise_bn: G's batch statistics recomputed from 4 batches of 16")
+    # A generator that puts its samples around the ring's mode (1, 0), spread by its normalised features: how many
+    # land within 3 std depends on the batch statistics. Evaluated with running averages equal to the statistics
+    # the precise evaluation recomputes, both sets agree; with the initial ones (0, 1), they differ.
+    gan = train.build(config)
+    state = train.init_state(gan, jax.random.key(config.seed), (2,))
+    out = {"kernel": 0.02 * jax.random.normal(jax.random.key(1), (16, 2)), "bias": jnp.array([1.0, 0.0])}
+    state = state.replace(ema_params={**state.ema_params, "Dense_2": out})
+    stats = train.precise_batch_stats(gan, state.ema_params, state.generator.batch_stats,
+                                      jax.random.fold_in(jax.random.key(config.seed), (1 << 30) - 1), 4, 16)
+    for batch_stats, same in ((stats, True), (state.generator.batch_stats, False)):
+        ev = experiment.evaluate(gan, state.replace(generator=state.generator.replace(batch_stats=batch_stats)), config)
+        assert 0.05 < ev["high_quality_precise_bn"] < 0.95
+        assert (ev["high_quality"] == ev["high_quality_precise_bn"]) == same, ev
+    with pytest.raises(ValueError, match="config.eval.precise_bn_batches must be an integer >= 0 \\(0: off\\), got -1"):
+        config_lib.validate(tiny_config("gan", **{"eval.precise_bn_batches": -1}))
 
 
 def test_evaluation_during_training_equals_the_end_of_a_shorter_run(tmp_path):

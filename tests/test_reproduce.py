@@ -155,6 +155,30 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
         reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
 
 
+def test_precise_bn_results_are_recorded_pooled_and_printed_as_a_second_table(tmp_path, monkeypatch):
+    from gan_jax import experiment
+
+    def fake_run(config, workdir):
+        protocol = {"modes": 6.0 + config.seed, "high_quality": 0.9, "reverse_kl": 0.4}
+        return protocol | {k + experiment.PRECISE_BN: v / 2 for k, v in protocol.items()}
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    table = paper_tables.get_table("mixture_ring")
+    a = reproduce.run_table(table, str(tmp_path), seeds=1, steps=3, methods=["GAN"])
+    b = reproduce.run_table(table, str(tmp_path), seeds=1, steps=3, methods=["GAN"], first_seed=1)
+    assert a["results"]["GAN"] == [{"modes": 6.0, "high_quality": 0.9, "reverse_kl": 0.4}]
+    assert a["precise_bn"]["GAN"] == [{"modes": 3.0, "high_quality": 0.45, "reverse_kl": 0.2}]
+    merged = reproduce.merge_runs(table, [b, a], ["b.json", "a.json"])
+    assert [r["modes"] for r in merged["precise_bn"]["GAN"]] == [3.0, 3.5]   # seed order, as the results
+    text = reproduce.markdown(table, merged)
+    first, second = text.split("instead of its running averages")
+    assert "| GAN | 6.5 ± 0.71 | 6.3 ± 0.5 | 90 ± 0 % |" in first
+    assert "| GAN | 3.25 ± 0.35 | 6.3 ± 0.5 | 45 ± 0 % |" in second
+    # A file without them (older runs) pools the protocol's results only.
+    old = {k: v for k, v in a.items() if k != "precise_bn"}
+    assert "precise_bn" not in reproduce.merge_runs(table, [b, old], ["b.json", "old.json"])
+
+
 def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch):
     from gan_jax import experiment
 
