@@ -137,11 +137,21 @@ def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str
     """Fields whose values differ between two flattened configs, ignoring RESUMABLE_FIELDS.
 
     A field of `base_config` that `saved` lacks (a checkpoint written before the field existed) counts
-    as its default there."""
+    as its default there, and so does an architecture option (model.generator.* / model.critic.*) at the
+    default of the network the checkpoint names."""
+    from gan_jax import models
+
     def relevant(k: str) -> bool:
         return not any(k == f or k.startswith(f + ".") for f in RESUMABLE_FIELDS)
-    defaults = json.loads(json.dumps(flatten(base_config()), default=str))  # the checkpoint's JSON form
+    def json_form(x):  # as the checkpoint stores it
+        return json.loads(json.dumps(x, default=str))
+    defaults = json_form(flatten(base_config()))
     saved = {**{k: v for k, v in defaults.items() if k in current}, **saved}
+    for kind in ("generator", "critic"):
+        spec, now = saved.get(f"model.{kind}"), current.get(f"model.{kind}")
+        if isinstance(spec, dict) and isinstance(now, dict):
+            options = json_form(models.option_defaults(kind, spec.get("name")))
+            saved[f"model.{kind}"] = {**{k: v for k, v in options.items() if k in now}, **spec}
     keys = sorted(k for k in set(saved) | set(current) if relevant(k))
     return [f"{k}: checkpoint has {saved.get(k, '<absent>')!r}, config has {current.get(k, '<absent>')!r}"
             for k in keys if saved.get(k) != current.get(k)]

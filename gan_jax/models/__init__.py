@@ -78,6 +78,16 @@ def _build(registry: dict, kind: str, spec: dict[str, Any], dtype: str, axis_nam
         raise ValueError(f"bad options for {kind} {name!r}: {e}") from None
 
 
+def option_defaults(kind: str, name: str) -> dict[str, Any]:
+    """The options a config may give the `kind` ("generator" / "critic") network `name`, with their defaults
+    ({} for a name not registered)."""
+    registry = {"generator": GENERATORS, "critic": CRITICS}[kind]
+    if name not in registry:
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(_class(registry[name]))
+            if f.default is not dataclasses.MISSING and f.name not in ("parent", "name")}
+
+
 def build_generator(spec: dict[str, Any], dtype: str = "float32", axis_name: str | None = None,
                     num_classes: int = 0, pack: int = 1) -> nn.Module:
     """`pack`: the critic's packing degree (config.model.pack), for generators that normalise each packed
