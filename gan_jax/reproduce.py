@@ -308,10 +308,12 @@ def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarr
 
 
 def _curve(run_dir: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval.every and the end)."""
+    """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval.every and the end); a
+    metric a row lacks (a run resumed under code that added it) is left out of that step."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return {str(r["step"]): {m: r[f"eval/{m}"] for m in metrics} for r in rows if f"eval/{metrics[0]}" in r}
+    return {str(r["step"]): {m: r[f"eval/{m}"] for m in metrics if f"eval/{m}" in r}
+            for r in rows if f"eval/{metrics[0]}" in r}
 
 
 def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> list[str]:

@@ -174,6 +174,13 @@ def test_precise_bn_results_are_recorded_pooled_and_printed_as_a_second_table(tm
     first, second = text.split("instead of its running averages")
     assert "| GAN | 6.5 ± 0.71 | 6.3 ± 0.5 | 90 ± 0 % |" in first
     assert "| GAN | 3.25 ± 0.35 | 6.3 ± 0.5 | 45 ± 0 % |" in second
+    # A run resumed under this code: its older evaluations lack the precise metrics, which its curve leaves out.
+    run_dir = tmp_path / "resumed"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 2, "eval/modes": 5.0}) + "\n" + json.dumps(
+        {"step": 4, "eval/modes": 6.0, "eval/modes_precise_bn": 7.0}) + "\n")
+    assert reproduce._curve(str(run_dir), ("modes", "modes_precise_bn")) == {
+        "2": {"modes": 5.0}, "4": {"modes": 6.0, "modes_precise_bn": 7.0}}
     # A file without them (older runs) pools the protocol's results only.
     old = {k: v for k, v in a.items() if k != "precise_bn"}
     assert "precise_bn" not in reproduce.merge_runs(table, [b, old], ["b.json", "old.json"])
