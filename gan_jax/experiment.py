@@ -245,18 +245,17 @@ def evaluate(gan: train.GAN, state: train.GANState, config: ml_collections.Confi
     if config.data.name in mixtures.MIXTURES:
         from gan_jax.metrics.mixture import mode_statistics
         mix = mixtures.get_mixture(config.data.name)
-        samples = _samples(gan, state, config, config.eval.num_samples)
-        results = {k: float(v) for k, v in mode_statistics(samples, jnp.asarray(mix.means), mix.std).items()}
-        if config.eval.precise_bn_batches:
-            stats = train.precise_batch_stats(gan, jax.device_get(state.ema_params),
-                                              jax.device_get(state.generator.batch_stats),
-                                              jax.random.fold_in(jax.random.key(config.seed), (1 << 30) - 1),
-                                              config.eval.precise_bn_batches, config.batch_size)
-            samples = _samples(gan, state.replace(generator=state.generator.replace(batch_stats=stats)), config,
-                               config.eval.num_samples)
-            results |= {k + PRECISE_BN: float(v)
-                        for k, v in mode_statistics(samples, jnp.asarray(mix.means), mix.std).items()}
-        return results
+
+        def scores(state: train.GANState, suffix: str = "") -> dict[str, float]:
+            samples = _samples(gan, state, config, config.eval.num_samples)
+            return {k + suffix: float(v) for k, v in mode_statistics(samples, jnp.asarray(mix.means), mix.std).items()}
+        if not config.eval.precise_bn_batches:
+            return scores(state)
+        stats = train.precise_batch_stats(gan, jax.device_get(state.ema_params),
+                                          jax.device_get(state.generator.batch_stats),
+                                          jax.random.fold_in(jax.random.key(config.seed), (1 << 30) - 1),
+                                          config.eval.precise_bn_batches, config.batch_size)
+        return scores(state) | scores(state.replace(generator=state.generator.replace(batch_stats=stats)), PRECISE_BN)
     results = _parzen(gan, state, config) if config.eval.parzen else {}
     if not config.eval.classifier_dir:
         return results
