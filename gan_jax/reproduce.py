@@ -2,6 +2,7 @@
 
     python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2] [--eval_every N] [--set loss.simultaneous=True]
     python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
+    python -m gan_jax.reproduce mixture_ring --workdir OUT --merge a/mixture_ring.json,... --at_steps 320000,360000,400000
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
@@ -12,7 +13,8 @@ every N steps: the JSON then holds each seed's curve and the Markdown each metho
 (repeatable) changes a flattened config key in every run, to test a protocol variant; the JSON records it and
 `--merge` pools only runs with the same settings. `--merge`
 pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
-anything.
+anything, and their curves with them. `--at_steps S[,S...]` reads each seed at those evaluations of its curve
+(their mean) instead of its last: the table at another checkpoint, or averaged over the last few.
 """
 from __future__ import annotations
 
@@ -163,6 +165,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                 raise ValueError(f"{name}: {method} has metrics {sorted(evals[0])}, table {table.name!r} "
                                  f"has {sorted(table.metrics)}")
     for key, what in (("steps", "generator steps"), ("settings", "config settings (--set)"),
+                      ("at_steps", "checkpoints (--at_steps)"),
                       ("classifier_test_accuracy", "feature classifiers (test accuracy)"),
                       ("floor", "feature classifiers (floor)")):
         values = [run.get(key) for run in runs]
@@ -173,24 +176,29 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
             raise ValueError(f"cannot pool runs with different {what}: "
                              + ", ".join(f"{n}: {v}" for n, v in zip(names, values)) + hint)
     owner: dict[tuple[str, int], str] = {}
-    pooled: dict[str, list[tuple[int, dict]]] = {}
+    pooled: dict[str, list[tuple[int, dict, dict | None]]] = {}
     for run, name in zip(runs, names):
         for method, evals in run["results"].items():
-            for seed, result in zip(_seeds(run, method), evals, strict=True):
+            curves = run.get("curves", {}).get(method) or [None] * len(evals)
+            for seed, result, curve in zip(_seeds(run, method), evals, curves, strict=True):
                 if (method, seed) in owner:
                     raise ValueError(f"seed {seed} of {method} is in both {owner[method, seed]} and {name}")
                 owner[method, seed] = name
-                pooled.setdefault(method, []).append((seed, result))
-    seed_lists = {m: sorted(seed for seed, _ in pooled[m]) for m in sorted(pooled)}
-    merged = {"table": table.name,
-              "results": {m: [r for _, r in sorted(pooled[m], key=lambda p: p[0])] for m in seed_lists},
+                pooled.setdefault(method, []).append((seed, result, curve))
+    for method in pooled:
+        pooled[method].sort(key=lambda p: p[0])
+    seed_lists = {m: [seed for seed, _, _ in pooled[m]] for m in sorted(pooled)}
+    merged = {"table": table.name, "results": {m: [r for _, r, _ in pooled[m]] for m in seed_lists},
               "steps": runs[0]["steps"], "wall_s": sum(run["wall_s"] for run in runs), "merged_from": list(names)}
+    curves = {m: [c for _, _, c in pooled[m]] for m in seed_lists if all(c is not None for _, _, c in pooled[m])}
+    if curves:  # a method's curves pool only where every one of its seeds has one
+        merged["curves"] = curves
     first = next(iter(seed_lists.values()))
     if all(seeds == first for seeds in seed_lists.values()):
         merged.update(seeds=len(first), first_seed=first[0], seed_list=first)
     else:
         merged["method_seeds"] = seed_lists
-    for key in ("settings", "classifier_test_accuracy", "floor"):
+    for key in ("settings", "at_steps", "classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
     if all(PRECISE_BN_KEY in run for run in runs):  # pooled only where every file has them
@@ -198,6 +206,40 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
                                                     | {"results": run[PRECISE_BN_KEY]} for run in runs],
                                             names, methods)["results"]
     return merged
+
+
+def at_steps(table: paper_tables.Table, run: dict, steps: list[int]) -> dict:
+    """The run with each seed's result replaced by the mean of its curve's evaluations at `steps` (one step: the
+    table as it stood then; several: an average that damps one checkpoint's noise) instead of its final
+    evaluation. Recomputed-BN results are replaced the same way where every curve holds them, else dropped."""
+    from gan_jax import experiment
+    if not steps or any(s < 1 for s in steps):
+        raise ValueError(f"--at_steps takes one or more positive step counts, got {steps}")
+    curves = run.get("curves") or {}
+    missing = sorted(set(run["results"]) - set(curves))
+    if missing:
+        raise ValueError(f"--at_steps needs each run's curve (train with --eval_every); {missing} have none")
+    keys = [str(s) for s in steps]
+
+    def select(suffix: str) -> dict[str, list[dict]] | None:
+        out = {}
+        for method, per_seed in curves.items():
+            out[method] = []
+            for seed, curve in zip(_seeds(run, method), per_seed, strict=True):
+                absent = [k for k in keys if k not in curve]
+                if absent:
+                    raise ValueError(f"seed {seed} of {method} has no evaluation at step(s) {', '.join(absent)}; "
+                                     f"its curve has {', '.join(sorted(curve, key=int))}")
+                if any(m + suffix not in curve[k] for k in keys for m in table.metrics):
+                    return None
+                out[method].append({m: float(np.mean([curve[k][m + suffix] for k in keys])) for m in table.metrics})
+        return out
+
+    selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": select(""), "at_steps": list(steps)}
+    precise = select(experiment.PRECISE_BN) if PRECISE_BN_KEY in run else None
+    if precise:
+        selected[PRECISE_BN_KEY] = precise
+    return selected
 
 
 def _seeds(run: dict, method: str) -> list[int]:
@@ -363,6 +405,10 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
              f"Ours: {_seed_count(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
+             + (f" Each seed's value is its evaluation at step {run['at_steps'][0]} (`--at_steps`), not its last."
+                if len(run.get("at_steps", ())) == 1 else "")
+             + (f" Each seed's value is the mean of its evaluations at steps {', '.join(map(str, run['at_steps']))} "
+                f"(`--at_steps`), not its last." if len(run.get("at_steps", ())) > 1 else "")
              + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
                 if table.tolerance else "")
              + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
@@ -396,6 +442,8 @@ flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (con
 flags.DEFINE_multi_string("set", None, "KEY=VALUE: set this flattened config key in every run (repeatable), "
                           "e.g. --set loss.simultaneous=True; recorded in the JSON.")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
+flags.DEFINE_list("at_steps", None, "Report each seed's evaluation at this step (several: their mean) from its "
+                  "curve (--eval_every) instead of its last, e.g. to read the table at another checkpoint.")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
                   "must share budget and classifier (each method pools the files that have it).")
@@ -427,6 +475,14 @@ def main(argv):
         facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
                  f"(training or loading and evaluating every run and any feature classifier; not the floor); "
                  f"{time.strftime('%Y-%m-%d')}.")
+    if FLAGS.at_steps:
+        bad = [s for s in FLAGS.at_steps if not s.isdigit()]
+        if bad:
+            raise app.UsageError(f"--at_steps takes step counts such as 400000, got {bad}")
+        try:
+            run = at_steps(table, run, [int(s) for s in FLAGS.at_steps])
+        except ValueError as e:
+            raise app.UsageError(str(e)) from e
     text = markdown(table, run)
     print(text + facts)
     with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:

@@ -402,3 +402,81 @@ def test_converted_parzen_run_keeps_the_recorded_250_epoch_values():
     table = paper_tables.get_table("parzen_mnist")
     assert "| Adversarial nets | 186 | 225 ± 2 | 1.03 | — | parzen_log_likelihood no (19.5) |" in reproduce.markdown(
         table, reproduce.merge_runs(table, [run], ["parzen"]))
+
+
+def _ring_run(first_seed: int, curves: list[dict], precise: bool = False) -> dict:
+    """A PacGAN2 ring run of len(curves) seeds whose results are their curves' last evaluations."""
+    last = [c[max(c, key=int)] for c in curves]
+    run = {"table": "mixture_ring", "steps": 4, "seeds": len(curves), "first_seed": first_seed, "wall_s": 1.0,
+           "results": {"PacGAN2": [{m: e[m] for m in ("modes", "high_quality", "reverse_kl")} for e in last]},
+           "curves": {"PacGAN2": curves}}
+    if precise:
+        run["precise_bn"] = {"PacGAN2": [{m: e[m + "_precise_bn"] for m in ("modes", "high_quality", "reverse_kl")}
+                                         for e in last]}
+    return run
+
+
+def _eval(modes: float, kl: float, precise_kl: float | None = None) -> dict:
+    e = {"modes": modes, "high_quality": 0.9, "reverse_kl": kl}
+    if precise_kl is not None:
+        e |= {"modes_precise_bn": modes, "high_quality_precise_bn": 0.95, "reverse_kl_precise_bn": precise_kl}
+    return e
+
+
+def test_merge_pools_curves_and_at_steps_reads_each_seed_at_chosen_evaluations():
+    table = paper_tables.get_table("mixture_ring")
+    late = _ring_run(2, [{"2": _eval(8, 0.1, 0.05), "4": _eval(7, 0.3, 0.2)}], precise=True)
+    early = _ring_run(0, [{"2": _eval(8, 0.0, 0.0), "4": _eval(8, 0.2, 0.1)},
+                          {"2": _eval(6, 0.4, 0.4), "4": _eval(6, 0.6, 0.5)}], precise=True)
+    merged = reproduce.merge_runs(table, [late, early], ["late.json", "early.json"])
+    assert merged["curves"]["PacGAN2"] == early["curves"]["PacGAN2"] + late["curves"]["PacGAN2"]  # seed order
+    assert "| PacGAN2 | 2 | 4 |\n|---|---|---|\n| modes | 7.33 | 7 |" in reproduce.markdown(table, merged)
+    # One step: the table as it stood then, for the protocol's and the recomputed-BN results alike.
+    at2 = reproduce.at_steps(table, merged, [2])
+    assert [r["reverse_kl"] for r in at2["results"]["PacGAN2"]] == [0.0, 0.4, 0.1]
+    assert [r["reverse_kl"] for r in at2["precise_bn"]["PacGAN2"]] == [0.0, 0.4, 0.05]
+    text = reproduce.markdown(table, at2)
+    assert "Each seed's value is its evaluation at step 2 (`--at_steps`), not its last." in text
+    # Several steps: each seed's mean over them; the last step alone gives back the final results.
+    both = reproduce.at_steps(table, merged, [2, 4])
+    np.testing.assert_allclose([r["reverse_kl"] for r in both["results"]["PacGAN2"]], [0.1, 0.5, 0.2])
+    np.testing.assert_allclose([r["modes"] for r in both["results"]["PacGAN2"]], [8, 6, 7.5])
+    assert "mean of its evaluations at steps 2, 4 (`--at_steps`)" in reproduce.markdown(table, both)
+    assert reproduce.at_steps(table, merged, [4])["results"] == merged["results"]
+    # A file without curves, or curves without recomputed BN, is named or left out.
+    with pytest.raises(ValueError, match="seed 0 of PacGAN2 has no evaluation at step\\(s\\) 3; its curve has 2, 4"):
+        reproduce.at_steps(table, merged, [3])
+    with pytest.raises(ValueError, match="one or more positive step counts, got \\[0\\]"):
+        reproduce.at_steps(table, merged, [0])
+    bare = {k: v for k, v in late.items() if k != "curves"}
+    assert "curves" not in reproduce.merge_runs(table, [bare, early], ["bare.json", "early.json"])
+    with pytest.raises(ValueError, match="train with --eval_every\\); \\['PacGAN2'\\] have none"):
+        reproduce.at_steps(table, bare, [4])
+    plain = _ring_run(0, [{"4": _eval(8, 0.2)}]) | {"precise_bn": {"PacGAN2": [_eval(8, 0.1)]}}
+    assert "precise_bn" not in reproduce.at_steps(table, plain, [4])
+    # Tables read at other checkpoints are not pooled with final ones.
+    with pytest.raises(ValueError, match="different checkpoints \\(--at_steps\\): a.json: \\[2\\], b.json: None"):
+        reproduce.merge_runs(table, [at2, _ring_run(5, [{"2": _eval(8, 0.1)}])], ["a.json", "b.json"])
+
+
+def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(tmp_path):
+    """A recorded 400k ring run: its curve's last evaluation is the result the table reports, and the command
+    reads it at any recorded step or refuses a step it lacks, naming the recorded ones."""
+    path = os.path.join(ROOT, "results", "2026-12-04",
+                        "mixture_ring_pacgan2_simultaneous_pacganbn_seed3_400000steps.json")
+    with open(path) as f:
+        run = json.load(f)
+    table = paper_tables.get_table("mixture_ring")
+    last = reproduce.at_steps(table, run, [400000])
+    assert last["results"] == run["results"] and last["precise_bn"] == run["precise_bn"]
+    assert reproduce.at_steps(table, run, [80000])["results"]["PacGAN2"][0]["modes"] == 7.0  # the lost mode
+    cmd = [sys.executable, "-m", "gan_jax.reproduce", "mixture_ring", "--workdir", str(tmp_path), "--merge", path]
+    p = subprocess.run(cmd + ["--at_steps", "380000,400000"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "mean of its evaluations at steps 380000, 400000" in p.stdout and "| PacGAN2 | 6 | 7.9 ± 0.1 |" in p.stdout
+    assert json.loads((tmp_path / "mixture_ring.json").read_text())["at_steps"] == [380000, 400000]
+    p = subprocess.run(cmd + ["--at_steps", "20k"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode != 0 and "--at_steps takes step counts such as 400000, got ['20k']" in p.stderr
+    p = subprocess.run(cmd + ["--at_steps", "30000"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode != 0
+    assert "seed 3 of PacGAN2 has no evaluation at step(s) 30000; its curve has 20000, 40000" in p.stderr
