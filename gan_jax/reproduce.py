@@ -235,7 +235,10 @@ def at_steps(table: paper_tables.Table, run: dict, steps: list[int]) -> dict:
                 out[method].append({m: float(np.mean([curve[k][m + suffix] for k in keys])) for m in table.metrics})
         return out
 
-    selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": select(""), "at_steps": list(steps)}
+    results = select("")
+    if results is None:
+        raise ValueError(f"the curves lack some of {list(table.metrics)} at step(s) {', '.join(keys)}")
+    selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": results, "at_steps": list(steps)}
     precise = select(experiment.PRECISE_BN) if PRECISE_BN_KEY in run else None
     if precise:
         selected[PRECISE_BN_KEY] = precise
@@ -458,6 +461,9 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
+    bad = [s for s in FLAGS.at_steps or () if not s.isdigit()]
+    if bad:  # before any training
+        raise app.UsageError(f"--at_steps takes step counts such as 400000, got {bad}")
     if FLAGS.merge:
         training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "eval_every", "set") if FLAGS[f].present]
         if training:
@@ -476,13 +482,12 @@ def main(argv):
                  f"(training or loading and evaluating every run and any feature classifier; not the floor); "
                  f"{time.strftime('%Y-%m-%d')}.")
     if FLAGS.at_steps:
-        bad = [s for s in FLAGS.at_steps if not s.isdigit()]
-        if bad:
-            raise app.UsageError(f"--at_steps takes step counts such as 400000, got {bad}")
         try:
             run = at_steps(table, run, [int(s) for s in FLAGS.at_steps])
         except ValueError as e:
-            raise app.UsageError(str(e)) from e
+            kept = "" if FLAGS.merge else (" (the runs are finished in --workdir: rerun with other --at_steps to "
+                                           "read them; nothing trains again)")
+            raise app.UsageError(str(e) + kept) from e
     text = markdown(table, run)
     print(text + facts)
     with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:

@@ -452,6 +452,9 @@ def test_merge_pools_curves_and_at_steps_reads_each_seed_at_chosen_evaluations()
     assert "curves" not in reproduce.merge_runs(table, [bare, early], ["bare.json", "early.json"])
     with pytest.raises(ValueError, match="train with --eval_every\\); \\['PacGAN2'\\] have none"):
         reproduce.at_steps(table, bare, [4])
+    with pytest.raises(ValueError, match="the curves lack some of \\['modes', 'high_quality', 'reverse_kl'\\] at step"):
+        reproduce.at_steps(table, _ring_run(0, [{"4": _eval(8, 0.2)}]) | {"curves": {"PacGAN2": [{"4": {"modes": 8.0}}]}},
+                           [4])
     plain = _ring_run(0, [{"4": _eval(8, 0.2)}]) | {"precise_bn": {"PacGAN2": [_eval(8, 0.1)]}}
     assert "precise_bn" not in reproduce.at_steps(table, plain, [4])
     # Tables read at other checkpoints are not pooled with final ones.
