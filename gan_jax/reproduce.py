@@ -401,6 +401,15 @@ def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None)
     return lines + ["| " + " | ".join(floor) + " |"]
 
 
+def _at_steps_sentence(steps) -> str:
+    """How a run read with `--at_steps` got its values; "" for a run read at its last evaluation."""
+    if not steps:
+        return ""
+    which = (f"its evaluation at step {steps[0]}" if len(steps) == 1
+             else f"the mean of its evaluations at steps {', '.join(map(str, steps))}")
+    return f" Each seed's value is {which} (`--at_steps`), not its last."
+
+
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     lines = [f"**{table.source}**", "",
@@ -408,10 +417,7 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
              f"Ours: {_seed_count(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
-             + (f" Each seed's value is its evaluation at step {run['at_steps'][0]} (`--at_steps`), not its last."
-                if len(run.get("at_steps", ())) == 1 else "")
-             + (f" Each seed's value is the mean of its evaluations at steps {', '.join(map(str, run['at_steps']))} "
-                f"(`--at_steps`), not its last." if len(run.get("at_steps", ())) > 1 else "")
+             + _at_steps_sentence(run.get("at_steps", ()))
              + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
                 if table.tolerance else "")
              + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
