@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from scipy import stats
 
-from gan_jax import host_memory, paper_tables
+from gan_jax import host_memory, paper_tables, writers
 
 PERCENT = ("high_quality", "confident")
 FLOOR_FILE = "real_data_floor.json"
@@ -110,7 +110,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         config.eval.every = eval_every
         return config
 
-    curves, precise = {}, {}
+    curves, precise, train_s = {}, {}, []
     for row in rows:
         results[row.method], curves[row.method] = [], []
         for seed in range(first_seed, first_seed + seeds):
@@ -125,8 +125,11 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
                                                            for m in table.metrics})
             if eval_every:
                 curves[row.method].append(_curve(run_dir, tuple(ev)))
+            train_s.append(_train_seconds(run_dir))
     run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
            "wall_s": time.time() - t0}
+    if None not in train_s:
+        run["train_s"] = sum(train_s)
     if eval_every:
         run["curves"] = curves
     if precise and set(precise) == set(results):
@@ -190,6 +193,8 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     seed_lists = {m: [seed for seed, _, _ in pooled[m]] for m in sorted(pooled)}
     merged = {"table": table.name, "results": {m: [r for _, r, _ in pooled[m]] for m in seed_lists},
               "steps": runs[0]["steps"], "wall_s": sum(run["wall_s"] for run in runs), "merged_from": list(names)}
+    if all("train_s" in run for run in runs):
+        merged["train_s"] = sum(run["train_s"] for run in runs)
     curves = {m: [c for _, _, c in pooled[m]] for m in seed_lists if all(c is not None for _, _, c in pooled[m])}
     if curves:  # a method's curves pool only where every one of its seeds has one
         merged["curves"] = curves
@@ -361,6 +366,17 @@ def _curve(run_dir: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]
             for r in rows if f"eval/{metrics[0]}" in r}
 
 
+def _train_seconds(run_dir: str) -> float | None:
+    """The run's own training clock at its last metrics row, summed over resumed legs (writers.MetricWriter); None
+    where the run has no metrics file or was resumed from one written before the clock existed."""
+    path = os.path.join(run_dir, writers.METRICS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        last = [line for line in f if line.strip()][-1:]
+    return json.loads(last[0]).get(writers.WALL_KEY) if last else None
+
+
 def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> list[str]:
     """Each metric's mean over seeds against training steps, at the steps every seed of a method evaluated."""
     lines = ["", "Against training steps (`--eval_every`; mean over seeds):"]
@@ -487,6 +503,8 @@ def main(argv):
         facts = (f"\n\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores; wall time {run['wall_s']:.0f} s "
                  f"(training or loading and evaluating every run and any feature classifier; not the floor); "
                  f"{time.strftime('%Y-%m-%d')}.")
+    if "train_s" in run:
+        facts += f" The runs' own training clocks, summed over seeds and resumed legs: {run['train_s']:.0f} s."
     if FLAGS.at_steps:
         try:
             run = at_steps(table, run, [int(s) for s in FLAGS.at_steps])

@@ -12,28 +12,37 @@ from typing import Mapping
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
+WALL_KEY = "wall_s"
 
 
 class MetricWriter:
-    """Writes scalars to `workdir/metrics.jsonl` and TensorBoard events under `workdir/tensorboard`."""
+    """Writes scalars to `workdir/metrics.jsonl` and TensorBoard events under `workdir/tensorboard`.
+
+    Each JSON row also holds `wall_s`: the wall seconds this run has trained to reach it, summed over its resumed legs
+    (a resumed writer continues from the last row it keeps, so work lost to a crash counts once, and the time the
+    run was down not at all). A run resumed from rows that lack it (older code) writes none: its total is unknown.
+    """
 
     def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int = 0):
         self.enabled = enabled
         self._path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
+        self._offset: float | None = 0.0
         if not enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        _truncate_after(self._path, resume_step)
+        self._offset = _truncate_after(self._path, resume_step)
         from tensorboardX import SummaryWriter
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+        self._t0 = time.monotonic()
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.enabled:
             return
         values = {k: float(v) for k, v in scalars.items()}
+        wall = {} if self._offset is None else {WALL_KEY: self._offset + time.monotonic() - self._t0}
         with open(self._path, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+            f.write(json.dumps({"step": step, **values, **wall}) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(k, v, step)
 
@@ -47,14 +56,16 @@ class MetricWriter:
             self._tb.close()
 
 
-def _truncate_after(path: str, step: int) -> None:
-    """Drop lines logged after `step` by a run that died before its next checkpoint."""
+def _truncate_after(path: str, step: int) -> float | None:
+    """Drop lines logged after `step` by a run that died before its next checkpoint; the `wall_s` of the last line
+    kept (0 for a new run, None if that line has none)."""
     if not os.path.exists(path):
-        return
+        return 0.0
     with open(path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        kept = [(line, row) for line in f if line.strip() and (row := json.loads(line))["step"] <= step]
     with open(path, "w") as f:
-        f.writelines(kept)
+        f.writelines(line for line, _ in kept)
+    return kept[-1][1].get(WALL_KEY) if kept else 0.0
 
 
 class Progress:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import checkpoint, config as config_lib, experiment, models, reproduce, train
+from gan_jax import checkpoint, config as config_lib, experiment, models, reproduce, train, writers
 from tests.helpers import max_abs_diff, subprocess_xla_flags, tiny_config
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
@@ -58,9 +58,37 @@ def _final_state(workdir, config):
         ck.close()
 
 
-def _metrics(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+def _rows(workdir):
+    with open(os.path.join(workdir, writers.METRICS_FILE)) as f:
         return [json.loads(line) for line in f]
+
+
+def _metrics(workdir):
+    """The logged rows without their wall clock, which differs between any two runs."""
+    return [{k: v for k, v in row.items() if k != writers.WALL_KEY} for row in _rows(workdir)]
+
+
+def test_the_metrics_clock_sums_resumed_legs_and_counts_lost_work_once(tmp_path):
+    rows = [{"step": t, "critic_loss": 1.0, writers.WALL_KEY: 10.0 * t} for t in (1, 2, 3)]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / writers.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    writer = writers.MetricWriter(str(tmp_path / "run"), resume_step=2)  # died after step 3, checkpoint at 2
+    writer.write(3, {"critic_loss": 0.5})
+    writer.close()
+    logged = _rows(tmp_path / "run")
+    assert [r["step"] for r in logged] == [1, 2, 3] and logged[:2] == rows[:2]
+    assert 20.0 <= logged[2][writers.WALL_KEY] < 25.0  # continues from step 2's 20 s, not from 30 s or 0
+    assert reproduce._train_seconds(str(tmp_path / "run")) == logged[2][writers.WALL_KEY]
+
+    # Rows from before the clock existed: the total is unknown, so none is written or reported.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / writers.METRICS_FILE).write_text(json.dumps({"step": 2, "critic_loss": 1.0}) + "\n")
+    writer = writers.MetricWriter(str(tmp_path / "old"), resume_step=2)
+    writer.write(3, {"critic_loss": 0.5})
+    writer.close()
+    assert writers.WALL_KEY not in _rows(tmp_path / "old")[-1]
+    assert reproduce._train_seconds(str(tmp_path / "old")) is None
+    assert reproduce._train_seconds(str(tmp_path / "none")) is None
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
@@ -89,6 +117,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert step_a == step_b == 60
     assert max_abs_diff(a, b) == 0.0
     assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "killed")
+    clock = [row[writers.WALL_KEY] for row in _rows(tmp_path / "killed")]
+    assert clock == sorted(clock) and clock[0] > 0  # the resumed leg continues the first one's clock
     logged = _metrics(tmp_path / "killed")
     assert [m["step"] for m in logged if "critic_loss" in m] == list(range(1, 61))
     assert "eval/modes" in logged[-1]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from gan_jax import paper_tables, reproduce
+from gan_jax import paper_tables, reproduce, writers
 from tests.helpers import subprocess_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,7 +194,7 @@ def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch)
         rows = [{"step": 1, "critic_loss": 1.3}]
         every = config.eval.every or config.steps
         rows += [{"step": t, "eval/modes": float(t + config.seed), "eval/high_quality": 0.25 * t,
-                  "eval/reverse_kl": 0.5} for t in range(every, config.steps + 1, every)]
+                  "eval/reverse_kl": 0.5, writers.WALL_KEY: 1.5 * t} for t in range(every, config.steps + 1, every)]
         with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         return {k[5:]: v for k, v in rows[-1].items() if k.startswith("eval/")}
@@ -208,6 +208,12 @@ def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch)
                                      "4": {"modes": 5.0, "high_quality": 1.0, "reverse_kl": 0.5}}]
     text = reproduce.markdown(table, run)
     assert "| GAN | 2 | 4 |\n|---|---|---|\n| modes | 2.5 | 4.5 |\n| high_quality | 50 % | 100 % |" in text
+    # Each run's own clock at its last row (6 s here), summed over seeds and, when pooled, over files.
+    assert run["train_s"] == 12.0
+    other = reproduce.run_table(table, str(tmp_path / "other"), seeds=1, first_seed=2, steps=4, methods=["GAN"])
+    assert reproduce.merge_runs(table, [run, other], ["a.json", "b.json"])["train_s"] == 18.0
+    older = {k: v for k, v in other.items() if k != "train_s"}
+    assert "train_s" not in reproduce.merge_runs(table, [run, older], ["a.json", "b.json"])
     assert "curves" not in reproduce.run_table(table, str(tmp_path / "plain"), seeds=1, steps=4, methods=["GAN"])
 
 
