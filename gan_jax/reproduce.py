@@ -14,7 +14,9 @@ every N steps: the JSON then holds each seed's curve and the Markdown each metho
 `--merge` pools only runs with the same settings. `--merge`
 pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
 anything, and their curves with them. `--at_steps S[,S...]` reads each seed at those evaluations of its curve
-(their mean) instead of its last: the table at another checkpoint, or averaged over the last few.
+(their mean) instead of its last: the table at another checkpoint, or averaged over the last few. The JSON's
+`wall_s` is this command's wall time; `train_s` sums the runs' own training clocks over their resumed legs
+(absent where a run was resumed from logs older than that clock).
 """
 from __future__ import annotations
 
