@@ -3,6 +3,7 @@
     python -m gan_jax.reproduce mixture_ring --workdir DIR [--seeds 3] [--first_seed 0] [--steps N] [--methods GAN,PacGAN2] [--eval_every N] [--set loss.simultaneous=True]
     python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
     python -m gan_jax.reproduce mixture_ring --workdir OUT --merge a/mixture_ring.json,... --at_steps 320000,360000,400000
+    python -m gan_jax.reproduce mixture_ring --workdir OUT --merge a/mixture_ring.json,... --at_steps last5
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
@@ -14,9 +15,9 @@ every N steps: the JSON then holds each seed's curve and the Markdown each metho
 `--merge` pools only runs with the same settings. `--merge`
 pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
 anything, and their curves with them. `--at_steps S[,S...]` reads each seed at those evaluations of its curve
-(their mean) instead of its last: the table at another checkpoint, or averaged over the last few. The JSON's
-`wall_s` is this command's wall time; `train_s` sums the runs' own training clocks over their resumed legs
-(absent where a run was resumed from logs older than that clock).
+(their mean) instead of its last: the table at another checkpoint; `--at_steps last5` averages each seed's last
+five evaluations. The JSON's `wall_s` is this command's wall time; `train_s` sums the runs' own training clocks
+over their resumed legs (absent where a run was resumed from logs older than that clock).
 """
 from __future__ import annotations
 
@@ -215,37 +216,48 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     return merged
 
 
-def at_steps(table: paper_tables.Table, run: dict, steps: list[int]) -> dict:
+def at_steps(table: paper_tables.Table, run: dict, steps: list[int] = (), last: int = 0) -> dict:
     """The run with each seed's result replaced by the mean of its curve's evaluations at `steps` (one step: the
-    table as it stood then; several: an average that damps one checkpoint's noise) instead of its final
-    evaluation. Recomputed-BN results are replaced the same way where every curve holds them, else dropped."""
+    table as it stood then; several: an average that damps one checkpoint's noise), or at its `last` evaluations,
+    instead of its final evaluation. Recomputed-BN results are replaced the same way where every curve holds them,
+    else dropped."""
     from gan_jax import experiment
-    if not steps or any(s < 1 for s in steps):
-        raise ValueError(f"--at_steps takes one or more positive step counts, got {steps}")
+    if bool(steps) == bool(last) or any(s < 1 for s in steps) or last < 0:
+        raise ValueError(f"--at_steps takes one or more positive step counts or lastN, got steps={list(steps)}, "
+                         f"last={last}")
     curves = run.get("curves") or {}
     missing = sorted(set(run["results"]) - set(curves))
     if missing:
         raise ValueError(f"--at_steps needs each run's curve (train with --eval_every); {missing} have none")
-    keys = [str(s) for s in steps]
+
+    def keys_of(seed: int, method: str, curve: dict) -> list[str]:
+        have = sorted(curve, key=int)
+        if last:
+            if len(have) < last:
+                raise ValueError(f"seed {seed} of {method} has {len(have)} evaluations, fewer than last{last}")
+            return have[-last:]
+        absent = [str(s) for s in steps if str(s) not in curve]
+        if absent:
+            raise ValueError(f"seed {seed} of {method} has no evaluation at step(s) {', '.join(absent)}; "
+                             f"its curve has {', '.join(have)}")
+        return [str(s) for s in steps]
 
     def select(suffix: str) -> dict[str, list[dict]] | None:
         out = {}
         for method, per_seed in curves.items():
             out[method] = []
             for seed, curve in zip(_seeds(run, method), per_seed, strict=True):
-                absent = [k for k in keys if k not in curve]
-                if absent:
-                    raise ValueError(f"seed {seed} of {method} has no evaluation at step(s) {', '.join(absent)}; "
-                                     f"its curve has {', '.join(sorted(curve, key=int))}")
+                keys = keys_of(seed, method, curve)
                 if any(m + suffix not in curve[k] for k in keys for m in table.metrics):
                     return None
                 out[method].append({m: float(np.mean([curve[k][m + suffix] for k in keys])) for m in table.metrics})
         return out
 
+    spec = f"last{last}" if last else list(steps)
     results = select("")
     if results is None:
-        raise ValueError(f"the curves lack some of {list(table.metrics)} at step(s) {', '.join(keys)}")
-    selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": results, "at_steps": list(steps)}
+        raise ValueError(f"the curves lack some of {list(table.metrics)} at --at_steps {spec}")
+    selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": results, "at_steps": spec}
     precise = select(experiment.PRECISE_BN) if PRECISE_BN_KEY in run else None
     if precise:
         selected[PRECISE_BN_KEY] = precise
@@ -419,12 +431,16 @@ def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None)
     return lines + ["| " + " | ".join(floor) + " |"]
 
 
-def _at_steps_sentence(steps) -> str:
+def _at_steps_sentence(steps: list[int] | str) -> str:
     """How a run read with `--at_steps` got its values; "" for a run read at its last evaluation."""
     if not steps:
         return ""
-    which = (f"its evaluation at step {steps[0]}" if len(steps) == 1
-             else f"the mean of its evaluations at steps {', '.join(map(str, steps))}")
+    if isinstance(steps, str):
+        which = f"the mean of its last {steps.removeprefix('last')} evaluations"
+    elif len(steps) == 1:
+        which = f"its evaluation at step {steps[0]}"
+    else:
+        which = f"the mean of its evaluations at steps {', '.join(map(str, steps))}"
     return f" Each seed's value is {which} (`--at_steps`), not its last."
 
 
@@ -470,10 +486,21 @@ flags.DEFINE_multi_string("set", None, "KEY=VALUE: set this flattened config key
                           "e.g. --set loss.simultaneous=True; recorded in the JSON.")
 flags.DEFINE_list("methods", None, "Only these methods (default: all of the table's; with --merge: all in the files).")
 flags.DEFINE_list("at_steps", None, "Report each seed's evaluation at this step (several: their mean) from its "
-                  "curve (--eval_every) instead of its last, e.g. to read the table at another checkpoint.")
+                  "curve (--eval_every) instead of its last, e.g. to read the table at another checkpoint; lastN: "
+                  "the mean of each seed's last N evaluations.")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
                   "must share budget and classifier (each method pools the files that have it).")
+
+
+def parse_at_steps(values: list[str]) -> tuple[list[int], int]:
+    """--at_steps' values as (step counts, 0) or ([], N) for lastN: each seed's last N evaluations."""
+    if len(values) == 1 and values[0].startswith("last") and values[0][4:].isdigit() and int(values[0][4:]) > 0:
+        return [], int(values[0][4:])
+    bad = [v for v in values if not v.isdigit() or int(v) < 1]
+    if bad:
+        raise app.UsageError(f"--at_steps takes step counts such as 400000, or lastN such as last5, got {bad}")
+    return [int(v) for v in values], 0
 
 
 def main(argv):
@@ -485,9 +512,7 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     host_memory.keep_freed_memory()
     table = paper_tables.get_table(argv[1])
-    bad = [s for s in FLAGS.at_steps or () if not s.isdigit()]
-    if bad:  # before any training
-        raise app.UsageError(f"--at_steps takes step counts such as 400000, got {bad}")
+    steps, last = parse_at_steps(FLAGS.at_steps or [])  # before any training
     if FLAGS.merge:
         training = [f"--{f}" for f in ("seeds", "first_seed", "steps", "eval_every", "set") if FLAGS[f].present]
         if training:
@@ -509,7 +534,7 @@ def main(argv):
         facts += f" The runs' own training clocks, summed over seeds and resumed legs: {run['train_s']:.0f} s."
     if FLAGS.at_steps:
         try:
-            run = at_steps(table, run, [int(s) for s in FLAGS.at_steps])
+            run = at_steps(table, run, steps, last)
         except ValueError as e:
             kept = "" if FLAGS.merge else (" (the runs are finished in --workdir: rerun with other --at_steps to "
                                            "read them; nothing trains again)")

@@ -452,13 +452,22 @@ def test_merge_pools_curves_and_at_steps_reads_each_seed_at_chosen_evaluations()
     # A file without curves, or curves without recomputed BN, is named or left out.
     with pytest.raises(ValueError, match="seed 0 of PacGAN2 has no evaluation at step\\(s\\) 3; its curve has 2, 4"):
         reproduce.at_steps(table, merged, [3])
-    with pytest.raises(ValueError, match="one or more positive step counts, got \\[0\\]"):
+    with pytest.raises(ValueError, match="positive step counts or lastN, got steps=\\[0\\], last=0"):
         reproduce.at_steps(table, merged, [0])
+    # lastN: each seed's last N evaluations, whatever their steps.
+    last2 = reproduce.at_steps(table, merged, last=2)
+    assert last2["results"] == both["results"] and last2["at_steps"] == "last2"
+    assert "the mean of its last 2 evaluations (`--at_steps`)" in reproduce.markdown(table, last2)
+    assert reproduce.at_steps(table, merged, last=1)["results"] == merged["results"]
+    with pytest.raises(ValueError, match="seed 0 of PacGAN2 has 2 evaluations, fewer than last3"):
+        reproduce.at_steps(table, merged, last=3)
+    with pytest.raises(ValueError, match="different checkpoints \\(--at_steps\\): a.json: last2, b.json: \\[2, 4\\]"):
+        reproduce.merge_runs(table, [last2, both], ["a.json", "b.json"])
     bare = {k: v for k, v in late.items() if k != "curves"}
     assert "curves" not in reproduce.merge_runs(table, [bare, early], ["bare.json", "early.json"])
     with pytest.raises(ValueError, match="train with --eval_every\\); \\['PacGAN2'\\] have none"):
         reproduce.at_steps(table, bare, [4])
-    with pytest.raises(ValueError, match="the curves lack some of \\['modes', 'high_quality', 'reverse_kl'\\] at step"):
+    with pytest.raises(ValueError, match="the curves lack some of \\['modes', 'high_quality', 'reverse_kl'\\] at --at_steps \\[4\\]"):
         reproduce.at_steps(table, _ring_run(0, [{"4": _eval(8, 0.2)}]) | {"curves": {"PacGAN2": [{"4": {"modes": 8.0}}]}},
                            [4])
     plain = _ring_run(0, [{"4": _eval(8, 0.2)}]) | {"precise_bn": {"PacGAN2": [_eval(8, 0.1)]}}
@@ -485,7 +494,12 @@ def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(t
     assert "mean of its evaluations at steps 380000, 400000" in p.stdout and "| PacGAN2 | 6 | 7.9 ± 0.1 |" in p.stdout
     assert json.loads((tmp_path / "mixture_ring.json").read_text())["at_steps"] == [380000, 400000]
     p = subprocess.run(cmd + ["--at_steps", "20k"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert p.returncode != 0 and "--at_steps takes step counts such as 400000, got ['20k']" in p.stderr
+    assert p.returncode != 0 and "--at_steps takes step counts such as 400000, or lastN such as last5, got ['20k']" in p.stderr
+    p = subprocess.run(cmd + ["--at_steps", "last5"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    saved = json.loads((tmp_path / "mixture_ring.json").read_text())
+    assert saved["at_steps"] == "last5" and "the mean of its last 5 evaluations" in p.stdout
+    assert saved["results"] == reproduce.at_steps(table, run, [320000, 340000, 360000, 380000, 400000])["results"]
     p = subprocess.run(cmd + ["--at_steps", "30000"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode != 0
     assert "seed 3 of PacGAN2 has no evaluation at step(s) 30000; its curve has 20000, 40000" in p.stderr
