@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from absl import app
 
 from gan_jax import paper_tables, reproduce, writers
 from tests.helpers import subprocess_xla_flags
@@ -461,6 +462,11 @@ def test_merge_pools_curves_and_at_steps_reads_each_seed_at_chosen_evaluations()
     assert reproduce.at_steps(table, merged, last=1)["results"] == merged["results"]
     with pytest.raises(ValueError, match="seed 0 of PacGAN2 has 2 evaluations, fewer than last3"):
         reproduce.at_steps(table, merged, last=3)
+    assert reproduce.parse_at_steps(["last5"]) == ([], 5)
+    assert reproduce.parse_at_steps(["380000", "400000"]) == ([380000, 400000], 0)
+    for bad in (["last0"], ["last5", "400000"], ["0"], ["lastfive"]):
+        with pytest.raises(app.UsageError, match="such as 400000, or lastN such as last5, got"):
+            reproduce.parse_at_steps(bad)
     with pytest.raises(ValueError, match="different checkpoints \\(--at_steps\\): a.json: last2, b.json: \\[2, 4\\]"):
         reproduce.merge_runs(table, [last2, both], ["a.json", "b.json"])
     bare = {k: v for k, v in late.items() if k != "curves"}
