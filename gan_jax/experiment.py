@@ -196,7 +196,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
         if is_chief:
             _visualise(gan, final, config, workdir, writer, step)
             with open(os.path.join(workdir, "eval.json"), "w") as f:
-                json.dump({"step": step, **results, "protocol": _protocol(config)}, f, indent=2)
+                json.dump({"step": step, **results, **_per_mode(gan, final, config), "protocol": _protocol(config)},
+                          f, indent=2)
             writer.write(step, {f"eval/{k}": v for k, v in results.items()})
         return results
     finally:
@@ -354,6 +355,18 @@ def _protocol(config: ml_collections.ConfigDict) -> str:
         return (f"{config.eval.num_samples} samples vs the first {config.eval.num_samples} {config.data.name} test "
                 f"images; features and class probabilities of the classifier in {config.eval.classifier_dir}")
     return "no evaluation configured (set eval.classifier_dir for FID)"
+
+
+def _per_mode(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict) -> dict[str, list[int]]:
+    """Mixtures: the evaluated samples' high- and low-quality counts nearest each mode centre (in the order of
+    `mixtures.get_mixture(name).means`), which the scalar statistics summarise; nothing for other data."""
+    if config.data.name not in mixtures.MIXTURES:
+        return {}
+    from gan_jax.metrics.mixture import mode_counts
+    mix = mixtures.get_mixture(config.data.name)
+    samples = _samples(gan, state, config, config.eval.num_samples)
+    high, low = mode_counts(samples, jnp.asarray(mix.means), mix.std)
+    return {"high_quality_per_mode": [int(c) for c in high], "low_quality_per_mode": [int(c) for c in low]}
 
 
 def _samples(gan: train.GAN, state: train.GANState, config: ml_collections.ConfigDict, n: int,

@@ -179,6 +179,10 @@ def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
         recorded = json.load(f)
     assert recorded["step"] == 4
     assert recorded["protocol"] == "256 samples from the generator; PacGAN's mode statistics"   # ema_decay = 0
+    # The per-mode counts behind the scalars: the same 256 samples, every one counted once.
+    high, low = np.array(recorded["high_quality_per_mode"]), np.array(recorded["low_quality_per_mode"])
+    assert high.shape == low.shape == (8,) and high.sum() + low.sum() == 256
+    assert (high > 0).sum() == recorded["modes"] and high.sum() / 256 == pytest.approx(recorded["high_quality"])
     other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):

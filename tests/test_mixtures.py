@@ -8,7 +8,7 @@ import pytest
 
 from gan_jax import models
 from gan_jax.data import mixtures
-from gan_jax.metrics.mixture import mode_statistics
+from gan_jax.metrics.mixture import mode_counts, mode_statistics
 from gan_jax.models import mlp
 
 
@@ -35,6 +35,21 @@ def test_a_perfect_sampler_reaches_the_published_floors(name, k):
         kl.append(float(s["reverse_kl"]))
     assert abs(np.mean(hq) - (1 - np.exp(-4.5))) < 0.002
     assert abs(np.mean(kl) - (k - 1) / 5000) < 0.3 * (k - 1) / 5000
+
+
+def test_mode_counts_split_each_modes_nearest_samples_by_quality():
+    mix = mixtures.get_mixture("ring")
+    means = jnp.asarray(mix.means)
+    samples = jnp.concatenate([jnp.tile(means[3], (5, 1)),                        # 5 on mode 3
+                               means[:1] + jnp.array([[2.5 * mix.std, 0.0]]),     # 1 inside 3 std of mode 0
+                               means[:1] + jnp.array([[3.5 * mix.std, 0.0]]),     # 1 outside it, still nearest 0
+                               jnp.zeros((2, 2)) + jnp.array([[0.9, 0.05]])])      # 2 off the ring, nearest mode 0
+    high, low = mode_counts(samples, means, mix.std)
+    chex.assert_trees_all_equal(high, jnp.zeros(8).at[3].set(5).at[0].set(1))
+    chex.assert_trees_all_equal(low, jnp.zeros(8).at[0].set(3))
+    s = mode_statistics(samples, means, mix.std)
+    assert int(s["modes"]) == 2 and float(s["high_quality"]) == pytest.approx(6 / 9)
+    np.testing.assert_allclose(float(s["reverse_kl"]), (5 / 6) * np.log(8 * 5 / 6) + (1 / 6) * np.log(8 / 6), rtol=1e-6)
 
 
 def test_collapse_and_misses_are_scored():

@@ -14,21 +14,28 @@ import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
 
-def mode_statistics(samples: jnp.ndarray, means: jnp.ndarray, std: float,
-                    threshold: float = 3.0) -> dict[str, jnp.ndarray]:
-    """Modes captured, fraction of high-quality samples and reverse KL of samples [N, d]."""
+def mode_counts(samples: jnp.ndarray, means: jnp.ndarray, std: float,
+                threshold: float = 3.0) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per mode centre, the high-quality and the low-quality samples [K] of samples [N, d] nearest to it."""
     if samples.ndim != 2 or means.ndim != 2 or samples.shape[1] != means.shape[1]:
         raise ValueError(f"samples [N, d] and means [K, d] must share d; got {samples.shape} and {means.shape}")
     d2 = jnp.sum((samples[:, None, :] - means[None, :, :]) ** 2, axis=-1)
     nearest = jnp.argmin(d2, axis=1)
-    high_quality = jnp.sqrt(jnp.min(d2, axis=1)) / std < threshold
+    high_quality = (jnp.sqrt(jnp.min(d2, axis=1)) / std < threshold).astype(jnp.float32)
     k = means.shape[0]
-    counts = jnp.zeros(k).at[nearest].add(high_quality.astype(jnp.float32))
+    return (jnp.zeros(k).at[nearest].add(high_quality), jnp.zeros(k).at[nearest].add(1.0 - high_quality))
+
+
+def mode_statistics(samples: jnp.ndarray, means: jnp.ndarray, std: float,
+                    threshold: float = 3.0) -> dict[str, jnp.ndarray]:
+    """Modes captured, fraction of high-quality samples and reverse KL of samples [N, d]."""
+    counts, _ = mode_counts(samples, means, std, threshold)
+    k = means.shape[0]
     total = jnp.sum(counts)
     p = counts / jnp.maximum(total, 1.0)
     reverse_kl = jnp.where(total > 0, jnp.sum(xlogy(p, k * p)), jnp.inf)
     return {
         "modes": jnp.sum(counts > 0),
-        "high_quality": jnp.mean(high_quality.astype(jnp.float32)),
+        "high_quality": total / samples.shape[0],
         "reverse_kl": reverse_kl,
     }
