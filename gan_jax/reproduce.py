@@ -4,6 +4,7 @@
     python -m gan_jax.reproduce fid_mnist --workdir OUT --merge a/fid_mnist.json,b/fid_mnist.json
     python -m gan_jax.reproduce mixture_ring --workdir OUT --merge a/mixture_ring.json,... --at_steps 320000,360000,400000
     python -m gan_jax.reproduce mixture_ring --workdir OUT --merge a/mixture_ring.json,... --at_steps last5
+    python -m gan_jax.reproduce mixture_ring --workdir OUT --merge runs_80k.json,runs_400k.json --at_steps 80000
 
 Each (method, seed) trains in DIR/<table>/<method>/seed_<s> through the same `train_and_evaluate`
 as launch.py, so an interrupted table resumes, a finished run is only evaluated again, and a run
@@ -15,8 +16,9 @@ every N steps: the JSON then holds each seed's curve and the Markdown each metho
 `--merge` pools only runs with the same settings. `--merge`
 pools the JSON files of seeds run apart (other workdirs, machines or days) into one table without training
 anything, and their curves with them. `--at_steps S[,S...]` reads each seed at those evaluations of its curve
-(their mean) instead of its last: the table at another checkpoint; `--at_steps last5` averages each seed's last
-five evaluations. The JSON's `wall_s` is this command's wall time; `train_s` sums the runs' own training clocks
+(their mean) instead of its last: the table at another checkpoint, where `--merge` also pools runs of
+different lengths that all evaluated those steps (80k-step runs beside 400k-step ones, read at 80000);
+`--at_steps last5` averages each seed's last five evaluations. The JSON's `wall_s` is this command's wall time; `train_s` sums the runs' own training clocks
 over their resumed legs (absent where a run was resumed from logs older than that clock).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from absl import app, flags, logging
@@ -147,13 +150,17 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
 
 
 def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
-               methods: list[str] | None = None) -> dict:
+               methods: list[str] | None = None, read_at: Sequence[int] = ()) -> dict:
     """Pool runs of one table made apart (other workdirs, machines or days; `names` label them in errors)
     into one run over all their seeds, of `methods` only if given (one run: itself, to print it again).
     Each method pools the seeds of the files that have it (a GAN file and a PacGAN2 file make a table of
     both; a method's seed may be in one file only). They must share the budget and, for tables read by a
     classifier, the classifier itself, identified by its test accuracy and measured floor (equal to the
-    last bit for one classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md)."""
+    last bit for one classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md).
+
+    `read_at`: the step counts the pooled table will be read at (`at_steps`). Runs of different lengths then
+    pool, since a run's state at a step does not depend on its length (`steps` is one of the config's
+    `RESUMABLE_FIELDS`); the pooled `steps` lists their lengths."""
     if not runs or len(runs) != len(names):
         raise ValueError(f"merge needs one or more runs with one name each, got {len(runs)} and {len(names)}")
     if methods:
@@ -170,7 +177,8 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
             if any(set(e) != set(table.metrics) for e in evals):
                 raise ValueError(f"{name}: {method} has metrics {sorted(evals[0])}, table {table.name!r} "
                                  f"has {sorted(table.metrics)}")
-    for key, what in (("steps", "generator steps"), ("settings", "config settings (--set)"),
+    budgets = ((("steps", "generator steps"),) if not read_at else ())
+    for key, what in (*budgets, ("settings", "config settings (--set)"),
                       ("at_steps", "checkpoints (--at_steps)"),
                       ("classifier_test_accuracy", "feature classifiers (test accuracy)"),
                       ("floor", "feature classifiers (floor)")):
@@ -178,7 +186,9 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
         if any(v != values[0] for v in values):
             hint = ("; score one set of run directories with the other's classifier instead (copy its classifier "
                     "directory into the workdir and rerun the table: finished runs are only evaluated)"
-                    if "classifier" in what else "")
+                    if "classifier" in what else
+                    "; to compare them at a step all of them evaluated, read them there with --at_steps STEP"
+                    if key == "steps" else "")
             raise ValueError(f"cannot pool runs with different {what}: "
                              + ", ".join(f"{n}: {v}" for n, v in zip(names, values)) + hint)
     owner: dict[tuple[str, int], str] = {}
@@ -195,7 +205,8 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
         pooled[method].sort(key=lambda p: p[0])
     seed_lists = {m: [seed for seed, _, _ in pooled[m]] for m in sorted(pooled)}
     merged = {"table": table.name, "results": {m: [r for _, r, _ in pooled[m]] for m in seed_lists},
-              "steps": runs[0]["steps"], "wall_s": sum(run["wall_s"] for run in runs), "merged_from": list(names)}
+              "steps": _pooled_steps([run["steps"] for run in runs]), "wall_s": sum(run["wall_s"] for run in runs),
+              "merged_from": list(names)}
     if all("train_s" in run for run in runs):
         merged["train_s"] = sum(run["train_s"] for run in runs)
     curves = {m: [c for _, _, c in pooled[m]] for m in seed_lists if all(c is not None for _, _, c in pooled[m])}
@@ -212,8 +223,14 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     if all(PRECISE_BN_KEY in run for run in runs):  # pooled only where every file has them
         merged[PRECISE_BN_KEY] = merge_runs(table, [{k: v for k, v in run.items() if k != PRECISE_BN_KEY}
                                                     | {"results": run[PRECISE_BN_KEY]} for run in runs],
-                                            names, methods)["results"]
+                                            names, methods, read_at)["results"]
     return merged
+
+
+def _pooled_steps(steps: list[int | list[int]]) -> int | list[int]:
+    """The pooled runs' length: one step count, or the sorted distinct lengths of runs of several."""
+    distinct = sorted({s for entry in steps for s in (entry if isinstance(entry, list) else [entry])})
+    return distinct[0] if len(distinct) == 1 else distinct
 
 
 def at_steps(table: paper_tables.Table, run: dict, steps: list[int] = (), last: int = 0) -> dict:
@@ -431,6 +448,13 @@ def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None)
     return lines + ["| " + " | ".join(floor) + " |"]
 
 
+def _steps_text(steps: int | list[int] | None) -> str:
+    """A run's length, or the lengths of pooled runs of several ("80000 or 400000")."""
+    if isinstance(steps, list):
+        return " or ".join(map(str, steps)) + " (runs of several lengths)"
+    return str(steps or "")
+
+
 def _at_steps_sentence(steps: list[int] | str) -> str:
     """How a run read with `--at_steps` got its values; "" for a run read at its last evaluation."""
     if not steps:
@@ -448,7 +472,8 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     lines = [f"**{table.source}**", "",
              f"Protocol: {table.protocol}",
-             f"Ours: {_seed_count(run)} × {run['steps'] or steps_default or 'config default'} generator steps "
+             f"Ours: {_seed_count(run)} × {_steps_text(run['steps']) or steps_default or 'config default'} "
+             f"generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
              f"Paper: mean ± its published spread."
              + _at_steps_sentence(run.get("at_steps", ()))
@@ -521,7 +546,7 @@ def main(argv):
         for path in FLAGS.merge:
             with open(path) as f:
                 runs.append(json.load(f))
-        run = merge_runs(table, runs, FLAGS.merge, FLAGS.methods)
+        run = merge_runs(table, runs, FLAGS.merge, FLAGS.methods, read_at=steps)
         facts = f"\n\nWall time {run['wall_s']:.0f} s summed over the pooled files; pooled {time.strftime('%Y-%m-%d')}."
     else:
         run = run_table(table, FLAGS.workdir, seeds=FLAGS.seeds, steps=FLAGS.steps, methods=FLAGS.methods,

@@ -483,6 +483,32 @@ def test_merge_pools_curves_and_at_steps_reads_each_seed_at_chosen_evaluations()
         reproduce.merge_runs(table, [at2, _ring_run(5, [{"2": _eval(8, 0.1)}])], ["a.json", "b.json"])
 
 
+def test_merge_pools_runs_of_different_lengths_only_when_read_at_a_step_they_all_evaluated():
+    table = paper_tables.get_table("mixture_ring")
+    short = _ring_run(0, [{"2": _eval(8, 0.0, 0.0), "4": _eval(8, 0.2, 0.1)}], precise=True)
+    long = _ring_run(1, [{"2": _eval(6, 0.4, 0.3), "4": _eval(7, 0.3, 0.2), "6": _eval(5, 0.9, 0.8)}],
+                     precise=True) | {"steps": 6}
+    with pytest.raises(ValueError, match="different generator steps: short.json: 4, long.json: 6; to compare them "
+                                         "at a step all of them evaluated, read them there with --at_steps STEP"):
+        reproduce.merge_runs(table, [short, long], ["short.json", "long.json"])
+    merged = reproduce.merge_runs(table, [long, short], ["long.json", "short.json"], read_at=[4])
+    assert merged["steps"] == [4, 6] and merged["seed_list"] == [0, 1]
+    at4 = reproduce.at_steps(table, merged, [4])
+    assert [r["reverse_kl"] for r in at4["results"]["PacGAN2"]] == [0.2, 0.3]
+    assert [r["reverse_kl"] for r in at4["precise_bn"]["PacGAN2"]] == [0.1, 0.2]
+    text = reproduce.markdown(table, at4)
+    assert "× 4 or 6 (runs of several lengths) generator steps" in text
+    assert "Each seed's value is its evaluation at step 4 (`--at_steps`)" in text
+    # A step the shorter run never reached is refused by name; equal lengths still print one step count.
+    with pytest.raises(ValueError, match="seed 0 of PacGAN2 has no evaluation at step\\(s\\) 6; its curve has 2, 4"):
+        reproduce.at_steps(table, reproduce.merge_runs(table, [short, long], ["s", "l"], read_at=[6]), [6])
+    same = reproduce.merge_runs(table, [short, _ring_run(1, [{"4": _eval(8, 0.2)}])], ["a", "b"], read_at=[4])
+    assert same["steps"] == 4 and "× 4 generator steps" in reproduce.markdown(table, same)
+    # A pooled file of several lengths pools again.
+    again = reproduce.merge_runs(table, [merged, _ring_run(2, [{"4": _eval(8, 0.1)}])], ["m", "c"], read_at=[4])
+    assert again["steps"] == [4, 6] and again["seed_list"] == [0, 1, 2]
+
+
 def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(tmp_path):
     """A recorded 400k ring run: its curve's last evaluation is the result the table reports, and the command
     reads it at any recorded step or refuses a step it lacks, naming the recorded ones."""
