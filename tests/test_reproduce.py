@@ -61,6 +61,9 @@ def test_tolerance_is_a_two_standard_error_band_around_the_paper():
     # One seed: only the paper's standard error counts (Parzen: 225 +- 2, so 221-229 passes).
     assert tol.check([228.9], (225.0, 2.0)) == (True, pytest.approx(1.95))
     assert tol.check([185.9], (225.0, 2.0)) == (False, pytest.approx(19.55))
+    # Exactly on the band's edge is inside, whatever the float rounding of 8 - 7.8 (> 0.2).
+    assert tol.check([8.0], (7.8, 0.1)) == (True, pytest.approx(2.0))
+    assert tol.check([8.0], (7.79, 0.1)) == (False, pytest.approx(2.1))
     # Seeds add their standard error: std 2 over 4 seeds is 1, so sqrt(1 + 0.25) combined.
     ok, distance = tol.check([5.0, 7.0, 5.0, 7.0], (8.0, 0.5))
     assert not ok and distance == pytest.approx(2 / np.sqrt(1 / 3 + 0.25))
