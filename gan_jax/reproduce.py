@@ -227,9 +227,11 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     return merged
 
 
-def _pooled_steps(steps: list[int | list[int]]) -> int | list[int]:
-    """The pooled runs' length: one step count, or the sorted distinct lengths of runs of several."""
-    distinct = sorted({s for entry in steps for s in (entry if isinstance(entry, list) else [entry])})
+def _pooled_steps(steps: list[int | None | list[int | None]]) -> int | None | list[int | None]:
+    """The pooled runs' length: one step count, or the sorted distinct lengths of runs of several (None: a run of
+    its config's default length, last)."""
+    distinct = sorted({s for entry in steps for s in (entry if isinstance(entry, list) else [entry])},
+                      key=lambda s: (s is None, s or 0))
     return distinct[0] if len(distinct) == 1 else distinct
 
 
@@ -448,10 +450,10 @@ def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None)
     return lines + ["| " + " | ".join(floor) + " |"]
 
 
-def _steps_text(steps: int | list[int] | None) -> str:
-    """A run's length, or the lengths of pooled runs of several ("80000 or 400000")."""
+def _steps_text(steps: int | list[int | None] | None) -> str:
+    """A run's length, or the lengths of pooled runs of several ("80000 or 400000"); "" for the config's default."""
     if isinstance(steps, list):
-        return " or ".join(map(str, steps)) + " (runs of several lengths)"
+        return " or ".join(str(s or "config default") for s in steps) + " (runs of several lengths)"
     return str(steps or "")
 
 

@@ -510,6 +510,11 @@ def test_merge_pools_runs_of_different_lengths_only_when_read_at_a_step_they_all
     # A pooled file of several lengths pools again.
     again = reproduce.merge_runs(table, [merged, _ring_run(2, [{"4": _eval(8, 0.1)}])], ["m", "c"], read_at=[4])
     assert again["steps"] == [4, 6] and again["seed_list"] == [0, 1, 2]
+    # A run of its config's default length (--steps not given) is one more length, listed last.
+    default = reproduce.merge_runs(table, [_ring_run(3, [{"4": _eval(8, 0.1)}]) | {"steps": None}, merged], ["d", "m"],
+                                   read_at=[4])
+    assert default["steps"] == [4, 6, None] and "× 4 or 6 or config default (runs of several lengths)" in \
+        reproduce.markdown(table, default)
 
 
 def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(tmp_path):
