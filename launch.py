@@ -1,17 +1,19 @@
-"""Train a GAN experiment: python launch.py --config experiments/<name>.py --workdir DIR [--config.steps=N ...].
+"""Train an experiment: python launch.py --config experiments/<name>.py[:variant] --workdir DIR [--config.FIELD=VALUE ...].
 
-Trains on every local device (data parallel); with --coordinator_address, --num_processes and
---process_id (or on a TPU pod / under SLURM, detected by jax.distributed) on several hosts.
-Restarting with the same workdir resumes from its latest checkpoint. Configs with a `trainer` field
-(pix2pix / CycleGAN, the VAE, ADDA) run their own module's single-device loop.
+Every config (GANs, pix2pix, CycleGAN, the VAE, ADDA, the classifier) names its task (`config.task`) and runs
+on the one loop of gan_jax.loop: on every local device (data parallel); with --coordinator_address,
+--num_processes and --process_id (or on a TPU pod / under SLURM, detected by jax.distributed) on several
+hosts. Restarting with the same workdir resumes from its latest checkpoint. Any config field, every option
+of the chosen networks included, is set with --config.FIELD=VALUE (a Python literal, or text for strings).
 """
 import numbers
+import os
+import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/*.py).", lock_config=True)
+flags.DEFINE_string("config", None, "Experiment config file, experiments/<name>.py[:variant].")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
@@ -20,6 +22,14 @@ flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() wi
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"],
                   "Level of library logs on stderr (orbax logs every save at info).")
 flags.mark_flags_as_required(["config", "workdir"])
+ROOT = os.path.dirname(os.path.abspath(__file__))
+_OVERRIDES: list[str] = []
+
+
+def _parse(argv: list[str]) -> list[str]:
+    from gan_jax.config_files import split_overrides
+    rest, _OVERRIDES[:] = split_overrides(argv)
+    return FLAGS(rest)
 
 
 def main(argv):
@@ -28,6 +38,11 @@ def main(argv):
     logging.set_verbosity(FLAGS.log_level)
     from gan_jax import host_memory
     host_memory.keep_freed_memory()  # before JAX starts its threads
+    from gan_jax.config_files import load_experiment
+    try:
+        config = load_experiment(FLAGS.config, _OVERRIDES, ROOT)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     import jax
     if FLAGS.coordinator_address or FLAGS.num_processes is not None or FLAGS.process_id is not None:
         missing = [n for n in ("coordinator_address", "num_processes", "process_id") if getattr(FLAGS, n) is None]
@@ -39,12 +54,12 @@ def main(argv):
         jax.distributed.initialize()
     print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices "
           f"of {jax.device_count()} ({jax.devices()[0].platform})", flush=True)
-    from gan_jax import experiment
-    results = experiment.trainer(FLAGS.config)(FLAGS.config, FLAGS.workdir)
+    from gan_jax import loop
+    results = loop.train_and_evaluate(config, FLAGS.workdir)
     scalars = {k: v for k, v in (results or {}).items() if isinstance(v, numbers.Number)}
     if jax.process_index() == 0 and scalars:
         print("final evaluation: " + ", ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse)

@@ -42,7 +42,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flops import ARCHS, N_CRITIC, step_flops  # noqa: E402
 
-from gan_jax import config as config_lib, experiment, host_memory, parallel, reproduce, train  # noqa: E402
+from gan_jax import config as config_lib, host_memory, parallel, tasks, train  # noqa: E402
+from gan_jax.config_files import load_config  # noqa: E402
+from gan_jax import state as state_lib  # noqa: E402
 
 CPU_CONFIGS = ("dcgan32:ns:64", "dcgan32:wgan:64", "dcgan32:wgan-gp:64")
 GPU_CONFIGS = ("dcgan64:ns:128",) + CPU_CONFIGS
@@ -123,12 +125,14 @@ class Runner:
 
 
 def launch_step_runner(cfg, gan: train.GAN, init: Callable, host: dict[str, np.ndarray], warmup: int, row: dict,
-                       seed: int = 0, unroll: bool = False, num_devices: int | None = None) -> Runner:
+                       seed: int = 0, unroll: bool = False, num_devices: int | None = None,
+                       train_module=train) -> Runner:
     """launch.py's data-parallel train step of `cfg` on the real batch `host` ([n_critic, batch, ...] arrays),
     from `init(key)`, over the first `num_devices` devices (default: all): one compiled program, state buffers
-    donated, the batch already on the devices; compiled (timed) and warmed up."""
+    donated, the batch already on the devices; compiled (timed) and warmed up. `train_module`: the module whose
+    `make_train_step` is timed (another version of gan_jax.train for an A/B, benchmarks/ab_train_step.py)."""
     mesh = parallel.make_mesh(jax.devices()[:num_devices])
-    step = parallel.parallelize(train.make_train_step(gan, unroll), cfg.parallel, mesh)
+    step = parallel.parallelize(train_module.make_train_step(gan, unroll), cfg.parallel, mesh)
     state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(jax.random.key(seed))
     box = {"state": step.put_state(state)}
     batch_x = step.put_batch(host)
@@ -153,7 +157,7 @@ def launch_step_runner(cfg, gan: train.GAN, init: Callable, host: dict[str, np.n
            "unroll_critic": unroll, "xla_flags": os.environ.get("XLA_FLAGS", ""), "compile_s": round(compile_s, 2)}
 
     def check() -> None:
-        if not bool(box["metrics"]["finite"]):
+        if not bool(state_lib.all_finite((box["metrics"], box["state"]))):
             raise FloatingPointError(f"non-finite values after benchmarking {row}: {box['metrics']}")
     return Runner(row, run, check)
 
@@ -175,22 +179,18 @@ def experiment_runner(spec: str, precision: str | None, warmup: int, unroll: boo
     """launch.py's step of the experiment config `spec` ("experiments/<file>.py[:variant]", e.g.
     "experiments/mixture_ring.py:pacgan2"), at `precision` (None: the config's own), on the first
     n_critic x batch examples of the config's own training data."""
-    cfg = reproduce.load_config(spec, ROOT)
-    if cfg.get("trainer", "gan") != "gan":
-        raise ValueError(f"experiment {spec!r} has trainer {cfg.trainer!r}: bench.py times the GAN train step "
-                         f"(configs without a trainer field)")
+    cfg = load_config(spec, ROOT)
+    if cfg.task != "gan":
+        raise ValueError(f"experiment {spec!r} has task {cfg.task!r}: bench.py times the GAN train step")
     if precision:
         cfg.model.dtype = PRECISIONS[precision]
-    config_lib.validate(cfg, num_devices=num_devices or jax.device_count())
-    gan = train.build(cfg)
-    source = experiment.make_source(cfg)
+    task = tasks.build(cfg, num_devices=num_devices or jax.device_count())
     n_critic, batch = cfg.loss.n_critic, cfg.batch_size
-    if len(source) < n_critic * batch:
-        raise ValueError(f"experiment {spec!r}: {len(source)} training examples, fewer than n_critic x batch = "
+    if len(task.source) < n_critic * batch:
+        raise ValueError(f"experiment {spec!r}: {len(task.source)} training examples, fewer than n_critic x batch = "
                          f"{n_critic * batch}")
-    host = {k: np.asarray(v).reshape(n_critic, batch, *np.shape(v)[1:])
-            for k, v in source.__getitems__(np.arange(n_critic * batch)).items()}
-    return launch_step_runner(cfg, gan, experiment.state_initializer(cfg, gan, source), host, warmup,
+    host = task.batches(0, 1)(0)
+    return launch_step_runner(cfg, task.gan, lambda k: task.init(k, host), host, warmup,
                               {"experiment": spec, "config_name": cfg.name}, cfg.seed, unroll, num_devices)
 
 

@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from gan_jax.data import paired
     from gan_jax.metrics import classifier
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--classifier_dir", required=True, help="a classifier saved by gan_jax.metrics.classifier")
+    p.add_argument("--classifier_dir", required=True,
+                   help="the workdir of a classifier run (python launch.py --config experiments/classifier_mnist.py)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--data_dir", default="")
     p.add_argument("--epsilons", type=float, nargs="+", default=list(DEFAULT_EPSILONS))

@@ -33,10 +33,8 @@ class Checkpointer:
         self._config = _comparable(config)
         self._manager = ocp.CheckpointManager(
             os.path.join(os.path.abspath(workdir), "checkpoints"),
-            # Synchronous saves: states here are small, a blocking save costs ~0.1-0.4 s per checkpoint.
-            # (They were made synchronous after a save issued right after a SIGTERM was missing with async
-            # saves; the same happened with synchronous ones, and the cause was the train loop reading its
-            # stop flag twice, fixed in experiment.py.)
+            # Synchronous saves: states here are small, a blocking save costs ~0.1-0.4 s per checkpoint, and a
+            # save that returns is on disk before the loop exits on a signal.
             options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                                  enable_async_checkpointing=False))
 

@@ -1,10 +1,13 @@
-"""The configuration schema shared by every experiment, and its validation.
+"""Config schemas: the fields every task shares, the GAN task's schema, and their validation.
 
-Experiment files in `experiments/` start from `base_config()` and override fields; `validate`
-rejects unknown fields and bad values with messages naming the value and what is allowed.
+Every experiment file in `experiments/` returns a ConfigDict starting from its task's schema
+(`common_config()` plus the task's own fields; the GAN's is `base_config()`). `check_fields` rejects
+unknown fields naming the closest valid one; each task's `validate` rejects bad values naming the
+value and what is allowed.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -12,25 +15,137 @@ import ml_collections
 
 PARALLEL_MODES = ("shard_map", "pmap")
 # Free-form model options: each architecture checks its own keyword arguments.
-FREE_FORM = ("model.generator", "model.critic", "optim.generator", "optim.critic")
+FREE_FORM = ("model.generator", "model.critic", "optim.generator", "optim.critic", "optim.discriminator",
+             "optim.source", "optim.target")
 # Fields that may change between a run and its resumption (they do not change the trajectory).
-RESUMABLE_FIELDS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every",
-                    "eval", "data.data_dir", "data.manual_dir")
+RESUMABLE_FIELDS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "eval_every",
+                    "eval", "data.data_dir", "data.manual_dir", "adapt_steps")
+# Top-level fields that must be integers >= 1 in every task.
+POSITIVE_FIELDS = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every")
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """Every field an experiment may set, with defaults."""
+def common_config(task: str) -> ml_collections.ConfigDict:
+    """The fields every task's config has, with defaults; `task` names the task module (gan_jax.tasks)."""
     c = ml_collections.ConfigDict()
+    c.task = task
     c.name = ""            # experiment name
     c.paper = ""           # the paper and table the experiment reproduces
     c.seed = 0
-    c.steps = 1000         # generator updates
-    c.batch_size = 64      # global, per critic update
+    c.steps = 1000         # training steps (GAN: generator updates)
+    c.batch_size = 64      # global batch (GAN: per critic update)
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.log_every = 100
-    c.sample_every = 1000  # visualisations (scatter plots, image grids)
+    c.sample_every = 1000  # visualisations (scatter plots, image grids, translations)
+    # Also evaluate every that many steps during training (eval/* rows of metrics.jsonl and TensorBoard;
+    # 0: only at the end). It reads the state and leaves the trajectory unchanged.
+    c.eval_every = 0
     c.parallel = "shard_map"
+    return c
+
+
+def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict) -> None:
+    """Refuse fields `schema` lacks, naming each with the closest valid field; check the common fields."""
+    flat, known = flatten(config), flatten(schema)
+    for field in sorted(set(flat) - set(known)):
+        close = difflib.get_close_matches(field, list(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; allowed fields: {sorted(known)}"
+        raise ValueError(f"unknown config field {field!r} for task {config.get('task', '?')!r}{hint}")
+    for field in POSITIVE_FIELDS:
+        v = config[field]
+        _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 f"config.{field} must be an integer >= 1, got {v!r}")
+    _require(isinstance(config.seed, int) and config.seed >= 0, f"config.seed must be an integer >= 0, got {config.seed!r}")
+    _require(isinstance(config.eval_every, int) and config.eval_every >= 0,
+             f"config.eval_every must be an integer >= 0 (0: evaluate only at the end), got {config.eval_every!r}")
+    _require(config.parallel in PARALLEL_MODES,
+             f"unknown config.parallel {config.parallel!r}; allowed: {list(PARALLEL_MODES)}")
+
+
+def fill_model_options(config: ml_collections.ConfigDict) -> None:
+    """Give `model.generator` / `model.critic` (and a conditional wrapper's `base`) every option of their
+    architecture at its default, so that each is settable from the command line
+    (`--config.model.critic.spectral_norm=True`); a config without such networks is left as it is."""
+    from gan_jax import models
+
+    def fill(spec: ml_collections.ConfigDict, kind: str) -> None:
+        for key, value in models.option_defaults(kind, spec.get("name")).items():
+            if key not in spec and key not in _SET_BY_BUILDER and _plain(value):
+                spec[key] = value
+        if isinstance(spec.get("base"), ml_collections.ConfigDict):
+            fill(spec.base, kind)
+
+    with config.unlocked():
+        for kind in ("generator", "critic"):
+            spec = config.get("model", {}).get(kind)
+            if isinstance(spec, ml_collections.ConfigDict) and "name" in spec:
+                fill(spec, kind)
+
+
+# Network fields the model builder sets from other config fields (models._build), not options.
+_SET_BY_BUILDER = ("bn_axis_name", "pack", "dtype", "num_classes", "generator", "critic", "base")
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def apply_overrides(config: ml_collections.ConfigDict, assignments: list[str]) -> None:
+    """Apply command-line assignments "FIELD=VALUE" (from `--config.FIELD=VALUE`) to `config`.
+
+    VALUE is read as a Python literal (`3`, `1e-4`, `True`, `(32, 32)`) and falls back to the raw text for
+    string fields; an unknown FIELD is refused naming the closest valid one, a VALUE of the wrong type naming
+    the field's type."""
+    known = list(_flatten_all(config))
+    for assignment in assignments:
+        field, sep, text = assignment.partition("=")
+        _require(bool(sep) and bool(field), f"--config.{assignment}: expected --config.FIELD=VALUE")
+        *parents, last = field.split(".")
+        node = config
+        for name in parents:
+            node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(node, ml_collections.ConfigDict) or last not in node:
+            close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+            raise ValueError(f"unknown config field {field!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        node[last] = _coerce(field, node[last], text)
+
+
+def _flatten_all(d: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten_all(v, f"{prefix}{k}.") if isinstance(v, ml_collections.ConfigDict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _coerce(field: str, current: Any, text: str) -> Any:
+    """`text` as a value for a field holding `current`."""
+    import ast
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if current is None:
+        return value
+    if isinstance(current, str):
+        return text
+    if isinstance(current, bool) or isinstance(value, bool):
+        _require(isinstance(current, bool) and isinstance(value, bool),
+                 f"config.{field} takes {type(current).__name__}, got {text!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
+        return tuple(value)
+    _require(isinstance(value, type(current)),
+             f"config.{field} takes {type(current).__name__}, got {text!r}")
+    return value
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field of a GAN experiment, with defaults."""
+    c = common_config("gan")
     c.ema_decay = 0.0      # EMA of the generator weights (0: the EMA equals the weights)
     # num_train: mixtures draw that many points; image datasets use the first num_train training images;
     # stacked_mnist stacks that many digit triples from its train_split.
@@ -40,9 +155,14 @@ def base_config() -> ml_collections.ConfigDict:
         latent_dim=2, dtype="float32", pack=1, num_classes=0,
         generator=ml_collections.ConfigDict(dict(name="mlp")),
         critic=ml_collections.ConfigDict(dict(name="mlp"))))
+    # The weights of the objective terms (gan_jax.objectives): the critic minimises the pair's critic loss (name)
+    # + gradient_penalty · WGAN-GP + r1_gamma/2 · R1 + acgan_weight · class loss; the generator
+    # generator_adversarial · the pair's generator loss + acgan_weight · class loss + feature_matching · feature
+    # matching (Salimans et al. 2016: feature_matching=1, generator_adversarial=0 makes it G's objective).
     c.loss = ml_collections.ConfigDict(dict(
         name="non_saturating", n_critic=1, label_smoothing=0.0,
         gradient_penalty=0.0, gp_target=1.0, r1_gamma=0.0, acgan_weight=0.0,
+        generator_adversarial=1.0, feature_matching=0.0,
         # simultaneous: G's step is taken at the critic before its step, on that step's samples and dropout
         # masks (the code of Goodfellow et al. 2014); default: alternating, G sees the updated critic.
         simultaneous=False))
@@ -50,12 +170,10 @@ def base_config() -> ml_collections.ConfigDict:
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
                                              critic=ml_collections.ConfigDict(opt)))
-    # every: also evaluate every that many steps during training (TensorBoard and metrics.jsonl as eval/*;
-    # 0: only at the end). It reads the state and leaves the trajectory unchanged.
     # precise_bn_batches: mixtures also report each metric as <metric>_precise_bn, with G's batch-norm statistics
     # recomputed at the evaluated parameters from that many training-size batches instead of the running
     # averages (Wu & Johnson 2021, "precise BN"); 0: off.
-    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False, every=0,
+    c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False,
                                             precise_bn_batches=0))
     return c
 
@@ -82,21 +200,16 @@ def _require(ok: bool, msg: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
-    """Raise ValueError for unknown fields or bad values; each message names the value and the allowed ones."""
+    """Raise ValueError for unknown fields or bad values of a GAN config; each message names the value and the
+    allowed ones."""
     from gan_jax import losses
 
-    flat, known = flatten(config), flatten(base_config())
-    unknown = sorted(set(flat) - set(known))
-    _require(not unknown, f"unknown config fields {unknown}; allowed fields: {sorted(known)}")
-    for field in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every",
-                  "loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
-        v = flat[field]
+    check_fields(config, base_config())
+    for field in ("loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
+        v = flatten(config)[field]
         _require(isinstance(v, int) and v >= 1, f"config.{field} must be an integer >= 1, got {v!r}")
-    for field, zero in (("every", "evaluate only at the end"), ("precise_bn_batches", "off")):
-        v = config.eval[field]
-        _require(isinstance(v, int) and v >= 0, f"config.eval.{field} must be an integer >= 0 (0: {zero}), got {v!r}")
-    _require(config.parallel in PARALLEL_MODES,
-             f"unknown config.parallel {config.parallel!r}; allowed: {list(PARALLEL_MODES)}")
+    v = config.eval.precise_bn_batches
+    _require(isinstance(v, int) and v >= 0, f"config.eval.precise_bn_batches must be an integer >= 0 (0: off), got {v!r}")
     _require(config.loss.name in losses.LOSS_NAMES,
              f"unknown loss {config.loss.name!r}; allowed: {list(losses.LOSS_NAMES)}")
     losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing)
@@ -106,9 +219,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
              f"(num_classes={config.model.num_classes})")
     _require(not config.loss.acgan_weight or config.model.num_classes,
              f"config.loss.acgan_weight={config.loss.acgan_weight} needs class labels: set config.model.num_classes")
-    for field in ("gradient_penalty", "r1_gamma", "acgan_weight"):
+    for field in ("gradient_penalty", "r1_gamma", "acgan_weight", "generator_adversarial", "feature_matching"):
         v = config.loss[field]
         _require(v >= 0, f"config.loss.{field} must be >= 0, got {v!r}")
+    _require(config.loss.generator_adversarial > 0 or config.loss.feature_matching > 0,
+             "the generator needs an objective: config.loss.generator_adversarial > 0 or "
+             "config.loss.feature_matching > 0 (both are 0)")
     _require(not config.loss.simultaneous or config.loss.n_critic == 1,
              f"config.loss.simultaneous=True takes one critic step per generator step; got n_critic={config.loss.n_critic}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")

@@ -8,10 +8,10 @@ for any generator `generate(z) -> images [N, H, W, C] in [−1, 1]`:
 - the truncation trick: z ~ N(0, I) truncated to [−t, t] (values outside resampled), trading variety
   for fidelity as t shrinks.
 
-`python -m gan_jax.latent --vae_config experiments/vae_mnist.py --vae_workdir DIR --classifier_dir C
---workdir OUT` runs all three on the VAE decoder (the one generator in this repo whose codes we can also
-infer from real images, which the "thick stroke" attribute needs) and writes a grid per tool plus
-latent.json with the measured effect of each.
+`python -m gan_jax.latent --vae_workdir DIR --classifier_dir C --workdir OUT` runs all three on the
+decoder of the VAE trained in DIR by `python launch.py --config experiments/vae_mnist.py --workdir DIR` (the
+one generator in this repo whose codes we can also infer from real images, which the "thick stroke"
+attribute needs) and writes a grid per tool plus latent.json with the measured effect of each.
 """
 from __future__ import annotations
 
@@ -24,17 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.prior import sample_latents
+
 Array = jax.Array
 METHODS = ("linear", "slerp")
-
-
-def sample_latents(key: Array, shape: tuple[int, ...], truncation: float | None = None) -> Array:
-    """z ~ N(0, I) of `shape`, or the truncated normal on [−t, t] (BigGAN's truncation trick) for t > 0."""
-    if truncation is None:
-        return jax.random.normal(key, shape)
-    if not truncation > 0:
-        raise ValueError(f"truncation must be None or > 0, got {truncation}")
-    return jax.random.truncated_normal(key, -truncation, truncation, shape)
 
 
 def interpolate(z0: Array, z1: Array, num: int, method: str = "slerp") -> Array:
@@ -95,17 +88,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from gan_jax import visualize, vae
     from gan_jax.data import paired
     from gan_jax.metrics import features, fid
-    from gan_jax.reproduce import load_config
+    from gan_jax.tasks import vae as vae_task
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--vae_config", required=True, help="the VAE run's config (experiments/vae_mnist.py)")
-    p.add_argument("--vae_workdir", required=True)
+    p.add_argument("--vae_workdir", required=True, help="the workdir of a VAE run (experiments/vae_mnist.py)")
     p.add_argument("--classifier_dir", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_samples", type=int, default=10000, help="per truncation threshold, for FID")
     args = p.parse_args(argv)
-    config = load_config(args.vae_config, os.getcwd())
-    model, params = vae.restore(config, args.vae_workdir)
+    config, model, params = vae_task.restore(args.vae_workdir)
     generate = jax.jit(lambda z: vae.decode_images(model, params, z))
     d, key = model.latent_dim, jax.random.key(args.seed)
     net = features.lenet_features(args.classifier_dir)

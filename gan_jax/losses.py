@@ -26,9 +26,10 @@ The gradient penalties live in :mod:`gan_jax.penalties` and are re-exported here
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -541,12 +542,19 @@ def cycle_consistency_loss(x: Array, x_reconstructed: Array) -> Array:
 
 # --------------------------------------------------------------------------- registry
 
-class GANLoss(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class GANLoss:
     """A critic/generator loss pair; both take ``(real_scores, fake_scores)`` and return a
-    scalar to minimise. Generators that do not need real scores ignore them (``None`` is
-    accepted there)."""
+    scalar to minimise. ``needs_real``: whether the generator loss reads the real scores (the
+    relativistic pairs, Jolicoeur-Martineau 2018); generators that do not ignore them (``None``
+    is accepted there), so a train step need not score real data for them. Iterating a pair
+    gives its two losses, critic first."""
     critic: Callable[[Array, Array], Array]
-    generator: Callable[[Array, Array], Array]
+    generator: Callable[[Array | None, Array], Array]
+    needs_real: bool = False
+
+    def __iter__(self) -> Iterator[Callable[[Array, Array], Array]]:
+        return iter((self.critic, self.generator))
 
 
 def _fake_only(loss_fn: Callable[[Array], Array]) -> Callable[[Array, Array], Array]:
@@ -581,16 +589,17 @@ def _registry() -> dict[str, Callable[[], GANLoss]]:
         "least_squares": lambda: GANLoss(least_squares_discriminator_loss,
                                          _fake_only(least_squares_generator_loss)),
         "relativistic": lambda: GANLoss(ra(relativistic_discriminator_loss, average=False),
-                                        ra(relativistic_generator_loss, average=False)),
+                                        ra(relativistic_generator_loss, average=False),
+                                        needs_real=True),
         "relativistic_average": lambda: GANLoss(
             ra(relativistic_discriminator_loss, average=True),
-            ra(relativistic_generator_loss, average=True)),
+            ra(relativistic_generator_loss, average=True), needs_real=True),
         "relativistic_average_least_squares": lambda: GANLoss(
             relativistic_average_least_squares_discriminator_loss,
-            relativistic_average_least_squares_generator_loss),
+            relativistic_average_least_squares_generator_loss, needs_real=True),
         "relativistic_average_hinge": lambda: GANLoss(
             relativistic_average_hinge_discriminator_loss,
-            relativistic_average_hinge_generator_loss),
+            relativistic_average_hinge_generator_loss, needs_real=True),
     }
     for div in FGAN_DIVERGENCES:
         table[f"fgan_{div}"] = functools.partial(fgan_losses, div)
@@ -630,6 +639,6 @@ def get_loss(name: str, *, label_smoothing: float = 0.0) -> GANLoss:
         if name not in _LABEL_LOSSES:
             raise ValueError(f"label_smoothing={label_smoothing} has no meaning for loss {name!r} "
                              f"(it has no label targets); only {_LABEL_LOSSES} accept it")
-        pair = pair._replace(critic=functools.partial(minimax_discriminator_loss,
-                                                      label_smoothing=smoothing))
+        pair = dataclasses.replace(pair, critic=functools.partial(minimax_discriminator_loss,
+                                                                  label_smoothing=smoothing))
     return pair

@@ -24,11 +24,9 @@ over their resumed legs (absent where a run was resumed from logs older than tha
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Sequence
 
@@ -37,26 +35,17 @@ from absl import app, flags, logging
 from scipy import stats
 
 from gan_jax import host_memory, paper_tables, writers
+from gan_jax.config_files import load_config
 
 PERCENT = ("high_quality", "confident")
 FLOOR_FILE = "real_data_floor.json"
 PRECISE_BN_KEY = "precise_bn"  # a run's per-method results evaluated with recomputed batch statistics
 
-def load_config(spec: str, root: str):
-    """The config of "experiments/<file>.py[:variant]", resolved against the project root."""
-    path, _, variant = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_experiment", os.path.join(root, path))
-    module = importlib.util.module_from_spec(module_spec)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    module_spec.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
-
 
 def parse_settings(items: list[str] | None) -> dict:
     """["loss.simultaneous=True", "loss.name=hinge"] -> {"loss.simultaneous": True, "loss.name": "hinge"}; a
     value that is no Python literal stays a string. Keys the command sets itself are refused (use its flags)."""
-    own = {"seed": "--first_seed/--seeds", "steps": "--steps", "eval.every": "--eval_every"}
+    own = {"seed": "--first_seed/--seeds", "steps": "--steps", "eval_every": "--eval_every"}
     settings = {}
     for item in items or []:
         key, sep, text = item.partition("=")
@@ -93,9 +82,10 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
               eval_every: int = 0, settings: dict | None = None) -> dict:
     """Train or load every (method, seed) run, seeds first_seed .. first_seed + seeds - 1; returns
     {method: [eval dict per seed]} plus run facts. eval_every > 0 also evaluates each run every that many
-    steps (config.eval.every: its metrics.jsonl then holds the metrics against budget). `settings`
+    steps (config.eval_every: its metrics.jsonl then holds the metrics against budget). `settings`
     ({flattened key: value}, after the table's own overrides) changes every run's config; it is recorded."""
-    from gan_jax import experiment
+    from gan_jax import loop
+    from gan_jax.tasks.gan import PRECISE_BN
     if seeds < 1 or first_seed < 0:
         raise ValueError(f"need seeds >= 1 and first_seed >= 0, got seeds={seeds}, first_seed={first_seed}")
     if table.not_here:
@@ -113,7 +103,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         if classifier_dir:
             config.eval.classifier_dir = classifier_dir
         config.seed = seed
-        config.eval.every = eval_every
+        config.eval_every = eval_every
         return config
 
     curves, precise, train_s = {}, {}, []
@@ -124,13 +114,13 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             if steps is not None:
                 config.steps = steps
             run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
-            ev = experiment.train_and_evaluate(config, run_dir)
+            ev = loop.train_and_evaluate(config, run_dir)
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
-            if all(m + experiment.PRECISE_BN in ev for m in table.metrics):
-                precise.setdefault(row.method, []).append({m: float(ev[m + experiment.PRECISE_BN])
+            if all(m + PRECISE_BN in ev for m in table.metrics):
+                precise.setdefault(row.method, []).append({m: float(ev[m + PRECISE_BN])
                                                            for m in table.metrics})
             if eval_every:
-                curves[row.method].append(_curve(run_dir, tuple(ev)))
+                curves[row.method].append(_curve(run_dir, tuple(_numbers(ev))))
             train_s.append(_train_seconds(run_dir))
     run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
            "wall_s": time.time() - t0}
@@ -240,7 +230,7 @@ def at_steps(table: paper_tables.Table, run: dict, steps: list[int] = (), last: 
     table as it stood then; several: an average that damps one checkpoint's noise), or at its `last` evaluations,
     instead of its final evaluation. Recomputed-BN results are replaced the same way where every curve holds them,
     else dropped."""
-    from gan_jax import experiment
+    from gan_jax.tasks.gan import PRECISE_BN
     if bool(steps) == bool(last) or any(s < 1 for s in steps) or last < 0:
         raise ValueError(f"--at_steps takes one or more positive step counts or lastN, got steps={list(steps)}, "
                          f"last={last}")
@@ -277,7 +267,7 @@ def at_steps(table: paper_tables.Table, run: dict, steps: list[int] = (), last: 
     if results is None:
         raise ValueError(f"the curves lack some of {list(table.metrics)} at --at_steps {spec}")
     selected = {k: v for k, v in run.items() if k != PRECISE_BN_KEY} | {"results": results, "at_steps": spec}
-    precise = select(experiment.PRECISE_BN) if PRECISE_BN_KEY in run else None
+    precise = select(PRECISE_BN) if PRECISE_BN_KEY in run else None
     if precise:
         selected[PRECISE_BN_KEY] = precise
     return selected
@@ -327,10 +317,10 @@ def adjacent_differences(table: paper_tables.Table, run: dict) -> list[str]:
 def _real_data_floor(config, classifier_dir: str) -> dict[str, float]:
     """The table's floor measured with its own classifier (training images as the samples), computed
     once and kept beside the classifier: a retrained classifier gets its own."""
-    from gan_jax import experiment
+    from gan_jax.tasks.gan import real_data_floor
     path = os.path.join(classifier_dir, FLOOR_FILE)
     if not os.path.exists(path):
-        floor = experiment.real_data_floor(config)
+        floor = real_data_floor(config)
         with open(path, "w") as f:
             json.dump(floor, f)
     with open(path) as f:
@@ -342,11 +332,12 @@ def _classifier(table: paper_tables.Table, workdir: str, root: str) -> tuple[str
     saved yet; ("", None) for tables without one."""
     if not table.classifier:
         return "", None
+    from gan_jax import loop
     from gan_jax.metrics import classifier
     directory = os.path.join(workdir, table.name, "classifier")
     path = os.path.join(directory, classifier.METADATA_FILE)
     if not os.path.exists(path):
-        classifier.train_and_evaluate(load_config(table.classifier, root), directory)
+        loop.train_and_evaluate(load_config(table.classifier, root), directory)
     with open(path) as f:
         return directory, json.load(f).get("test_accuracy")
 
@@ -390,8 +381,13 @@ def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarr
     return ", ".join(out) or "—"
 
 
+def _numbers(ev: dict) -> dict[str, float]:
+    """The numeric entries of an evaluation (eval.json also holds the protocol and per-mode lists)."""
+    return {k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def _curve(run_dir: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval.every and the end); a
+    """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval_every and the end); a
     metric a row lacks (a run resumed under code that added it) is left out of that step."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -507,7 +503,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method.")
 flags.DEFINE_integer("first_seed", 0, "Seeds first_seed .. first_seed + seeds - 1 (e.g. to add seeds run "
                      "elsewhere: their directories seed_<s> can then sit beside each other).")
 flags.DEFINE_integer("steps", None, "Generator steps per run (default: each config's own).")
-flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (config.eval.every; each run's "
+flags.DEFINE_integer("eval_every", 0, "Also evaluate each run every N steps (config.eval_every; each run's "
                      "metrics.jsonl then holds eval/* against steps); 0: only at the end.")
 flags.DEFINE_multi_string("set", None, "KEY=VALUE: set this flattened config key in every run (repeatable), "
                           "e.g. --set loss.simultaneous=True; recorded in the JSON.")

@@ -2,19 +2,24 @@
 
 One step is Goodfellow et al. 2014's Algorithm 1 with k = n_critic (WGAN: n_critic = 5):
 n_critic critic updates, each on its own slice of real data and fresh noise, then one generator
-update, all inside one compiled program (`lax.scan` over the critic updates).
+update, all inside one compiled program (`lax.scan` over the critic updates). What each update
+minimises is composed from weighted terms (`gan_jax.objectives`): the adversarial pair, penalties,
+auxiliary losses; the step itself switches on none of them.
 
 The step is written per device with a named axis (`AXIS`): gradients are averaged with
 `lax.pmean`, batch-norm statistics by flax's `axis_name`, and the losses are computed on the
 scores all-gathered over the axis, so batch-coupled losses (relativistic average, ...) see the
-global batch. Noise and interpolation keys are folded from (key, step, critic iteration,
-global example index), so a step gives the same result on any number of devices.
+global batch. Noise, interpolation and dropout keys are folded from (key, step, critic iteration,
+global example index, purpose); a network that draws dropout runs per example, each with its own
+key. So a step gives the same result on any number of devices.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, NamedTuple
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,35 +28,26 @@ import optax
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib, losses, models
+from gan_jax import config as config_lib, losses, models, objectives, parallel
 from gan_jax.models import goodfellow
 from gan_jax.models.normalization import REFERENCE, set_vbn_reference
+from gan_jax.objectives import Stream
+from gan_jax.state import TrainState
 
-AXIS = "batch"
+AXIS = parallel.AXIS
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-# Losses whose generator term also looks at real scores (Jolicoeur-Martineau 2018).
-_NEEDS_REAL = "relativistic"
-
-
-@struct.dataclass
-class ModelState:
-    """One network's trainable state: parameters, batch statistics ({} if none), optimizer state."""
-
-    params: Any
-    batch_stats: Any
-    opt_state: Any
 
 
 @struct.dataclass
 class GANState:
-    """Everything a run needs to continue exactly (the data position is `step`)."""
+    """Everything a run needs to continue exactly (the data position is `step`). The generator's `ema` is
+    the EMA of its parameters (equal to them when ema_decay = 0); the critic keeps none."""
 
     step: jax.Array       # int32 scalar: generator updates done
     key: jax.Array        # typed PRNG key, fixed for the run; per-step keys are folded from it
-    generator: ModelState
-    critic: ModelState
-    ema_params: Any       # EMA of the generator parameters (equal to them when ema_decay = 0)
+    generator: TrainState
+    critic: TrainState
 
 
 class GAN(NamedTuple):
@@ -76,6 +72,16 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GA
                config=config)
 
 
+def _terms(gan: GAN) -> tuple[tuple[objectives.Weighted, ...], tuple[objectives.Weighted, ...]]:
+    """The critic's and the generator's weighted objective terms."""
+    return (objectives.objective(objectives.CRITIC_TERMS, gan.config.loss),
+            objectives.objective(objectives.GENERATOR_TERMS, gan.config.loss))
+
+
+def _returns_features(critic: nn.Module) -> bool:
+    return "return_features" in inspect.signature(critic.__call__).parameters
+
+
 def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference: jax.Array | None = None,
                marginals: jax.Array | None = None) -> GANState:
     """Initial state; `data_shape` is one real example's shape (e.g. (2,) or (28, 28, 1)).
@@ -83,6 +89,7 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference:
     `reference`: the fixed real batch of a critic with virtual batch norm (Salimans et al. 2016).
     `marginals`: the training set's mean example in [0, 1] pixels (shape `data_shape`), for a generator
     whose output bias starts from it (`output_bias="marginals"`, Goodfellow et al. 2014's code).
+    Refuses a critic the configured objective terms cannot use (`objectives.check_critic`).
     """
     k_g, k_d, k_run = jax.random.split(key, 3)
     cfg = gan.config
@@ -90,25 +97,22 @@ def init_state(gan: GAN, key: jax.Array, data_shape: tuple[int, ...], reference:
     g_vars = gan.generator.init(k_g, jnp.zeros((1, cfg.model.latent_dim)), *labels, train=False)
     if getattr(gan.generator, "output_bias", "zeros") == "marginals":
         g_vars = _output_bias_from_marginals(g_vars, marginals, data_shape)
-    d_vars = gan.critic.init(k_d, models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack), *labels,
-                             train=False)
-    if cfg.loss.gradient_penalty and any("BatchNorm" in "/".join(map(str, path)) for path, _ in
-                                         jax.tree_util.tree_flatten_with_path(d_vars.get("batch_stats", {}))[0]):
-        raise ValueError("config.loss.gradient_penalty > 0 needs a critic without batch norm (Gulrajani et al. "
-                         "2017, Sec. 4: the penalty is per example); set the critic's batch_norm=False")
+    x = models.pack(jnp.zeros((cfg.model.pack, *data_shape)), cfg.model.pack)
+    d_vars = gan.critic.init(k_d, x, *labels, train=False)
+    critic_out = jax.eval_shape(lambda v: gan.critic.apply(v, x, *labels, train=False), d_vars)
+    batch_norm = any("BatchNorm" in "/".join(map(str, path)) for path, _ in
+                     jax.tree_util.tree_flatten_with_path(d_vars.get("batch_stats", {}))[0])
+    critic_terms, generator_terms = _terms(gan)
+    objectives.check_critic(critic_terms + generator_terms, cfg.loss, batch_norm=batch_norm,
+                            class_logits=isinstance(critic_out, tuple), features=_returns_features(gan.critic))
 
     if any(REFERENCE in "/".join(map(str, p)) for p, _ in jax.tree_util.tree_flatten_with_path(d_vars)[0]):
         if reference is None:
             raise ValueError("the critic uses virtual batch norm: init_state needs its reference batch of real data")
         d_vars = {**d_vars, "batch_stats": set_vbn_reference(d_vars["batch_stats"], reference)}
-
-    def model_state(variables, tx):
-        params = variables["params"]
-        return ModelState(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
-
-    g = model_state(g_vars, gan.generator_tx)
-    return GANState(step=jnp.zeros((), jnp.int32), key=k_run, generator=g,
-                    critic=model_state(d_vars, gan.critic_tx), ema_params=jax.tree.map(jnp.copy, g.params))
+    return GANState(step=jnp.zeros((), jnp.int32), key=k_run,
+                    generator=TrainState.create(g_vars, gan.generator_tx, ema=True),
+                    critic=TrainState.create(d_vars, gan.critic_tx))
 
 
 def _output_bias_from_marginals(g_vars, marginals: jax.Array | None, data_shape: tuple[int, ...]):
@@ -122,19 +126,47 @@ def _output_bias_from_marginals(g_vars, marginals: jax.Array | None, data_shape:
     return {**g_vars, "params": params}
 
 
-def _apply(module: nn.Module, params, batch_stats, inputs: tuple, train: bool, rng: jax.Array | None = None):
-    """Apply a network to `inputs` (x, or x and labels); returns (output, new batch_stats)."""
-    variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-    rngs = {"dropout": rng} if rng is not None else None
+def _variables(params, batch_stats) -> dict[str, Any]:
+    return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def _apply(module: nn.Module, variables: dict[str, Any], inputs: tuple, train: bool,
+           dropout_keys: jax.Array | None = None, **kwargs):
+    """Apply a network to `inputs` (x, or x and labels); returns (output, new batch_stats).
+
+    `dropout_keys`: one key per example; the network then runs per example (`jax.vmap`), each example with
+    its own dropout key, so that its masks do not depend on how the batch is split over devices.
+    """
+    batch_stats = variables.get("batch_stats", {})
+    if dropout_keys is not None:
+        def one(example: tuple, key: jax.Array):
+            out = module.apply(variables, *(a[None] for a in example), train=train, rngs={"dropout": key}, **kwargs)
+            return jax.tree.map(lambda o: o[0], out)
+        return jax.vmap(one)(inputs, dropout_keys), batch_stats
     if train and batch_stats:
-        out, updated = module.apply(variables, *inputs, train=True, mutable=["batch_stats"], rngs=rngs)
+        out, updated = module.apply(variables, *inputs, train=True, mutable=["batch_stats"], **kwargs)
         return out, updated["batch_stats"]
-    return module.apply(variables, *inputs, train=train, rngs=rngs), batch_stats
+    return module.apply(variables, *inputs, train=train, **kwargs), batch_stats
 
 
-def _gather(scores: jax.Array) -> jax.Array:
-    """Scores of the whole global batch, in global example order."""
-    return lax.all_gather(scores.reshape(-1), AXIS, tiled=True)
+def _draws_dropout(module: nn.Module, variables: dict[str, Any], inputs: tuple, **kwargs) -> bool:
+    """Whether `module` draws from the "dropout" RNG stream in training mode (traced, not run, without one).
+
+    Such a network runs per example, which its batch statistics, if it had any, would not survive."""
+    try:
+        jax.eval_shape(lambda v, i: module.apply(v, *i, train=True, mutable=True, **kwargs), variables, inputs)
+    except flax.errors.InvalidRngError:
+        if variables.get("batch_stats"):
+            raise ValueError(f"{type(module).__name__} draws dropout and keeps batch statistics: dropout keys are "
+                             "per example (the same on any number of devices), which needs a network without "
+                             "batch statistics") from None
+        return True
+    return False
+
+
+def _gather(x: jax.Array) -> jax.Array:
+    """Per-row values [rows, ...] of the whole global batch, in global row order."""
+    return lax.all_gather(x, AXIS, tiled=True)
 
 
 def _example_keys(key: jax.Array, step: jax.Array, it: int | jax.Array, index: jax.Array) -> jax.Array:
@@ -143,23 +175,30 @@ def _example_keys(key: jax.Array, step: jax.Array, it: int | jax.Array, index: j
     return jax.vmap(jax.random.fold_in, (None, 0))(k, index)
 
 
-def _fold(keys: jax.Array, purpose: int) -> jax.Array:
-    """Independent per-example keys for one purpose (0: z, 1: interpolation, 2: fake labels)."""
-    return jax.vmap(jax.random.fold_in, (0, None))(keys, purpose)
-
-
-def _device_key(key: jax.Array, step: jax.Array, it: int | jax.Array) -> jax.Array:
-    """A per-device key (dropout masks): unlike the per-example keys, these depend on the device count."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, step), it), (1 << 20) + lax.axis_index(AXIS))
+def _fold(keys: jax.Array, purpose: Stream) -> jax.Array:
+    """Independent per-example keys for one purpose."""
+    return jax.vmap(jax.random.fold_in, (0, None))(keys, int(purpose))
 
 
 def _latents(keys: jax.Array, latent_dim: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(keys)
 
 
-def _update(tx: optax.GradientTransformation, st: ModelState, grads, batch_stats) -> ModelState:
-    updates, opt_state = tx.update(grads, st.opt_state, st.params)
-    return ModelState(params=optax.apply_updates(st.params, updates), batch_stats=batch_stats, opt_state=opt_state)
+class _Network(NamedTuple):
+    """A network as the step runs it in training mode: per example (`dropout`) or on the batch."""
+
+    module: nn.Module
+    dropout: bool
+    kwargs: dict[str, Any]
+
+    def __call__(self, variables: dict[str, Any], inputs: tuple, keys: jax.Array):
+        """(output, new batch statistics); `keys`: this purpose's per-example keys, used iff `dropout`."""
+        return _apply(self.module, variables, inputs, True, keys if self.dropout else None, **self.kwargs)
+
+
+class _Networks(NamedTuple):
+    generator: _Network
+    critic: _Network
 
 
 def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
@@ -167,83 +206,66 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
 
     `batch["x"]` holds this device's real data, [n_critic, per-device batch, ...] (and
     `batch["label"]`, [n_critic, per-device batch], for conditional models): slice i feeds critic
-    update i. Metrics are identical on every device. `unroll_critic` unrolls the n_critic scan (same
-    result; a speed option, see BENCHMARKS.md).
+    update i. Metrics (each objective term's value under its metric name, and the critic's mean
+    `real_score` / `fake_score`) are identical on every device. `unroll_critic` unrolls the n_critic
+    scan (same result; a speed option, see BENCHMARKS.md).
     """
     cfg = gan.config
-    n_critic, pack, latent = cfg.loss.n_critic, cfg.model.pack, cfg.model.latent_dim
-    num_classes, acgan_weight = cfg.model.num_classes, cfg.loss.acgan_weight
-    gp_weight, gp_target, r1_gamma = cfg.loss.gradient_penalty, cfg.loss.gp_target, cfg.loss.r1_gamma
-    needs_real = cfg.loss.name.startswith(_NEEDS_REAL)
-    simultaneous = cfg.loss.get("simultaneous", False)
+    n_critic, pack, latent, num_classes = cfg.loss.n_critic, cfg.model.pack, cfg.model.latent_dim, cfg.model.num_classes
+    critic_terms, generator_terms = _terms(gan)
+    features = any(w.term.features for w in critic_terms + generator_terms)
+    critic_kwargs = {"return_features": True} if features else {}
+    simultaneous = cfg.loss.simultaneous
 
-    def cond(labels) -> tuple:
+    def cond(labels: jax.Array | None) -> tuple:
         return (labels,) if num_classes else ()
 
-    def run_critic(params, stats, x, labels, rng):
-        """(scores, class logits or None, new statistics); x is packed here."""
-        out, stats = _apply(gan.critic, params, stats, (models.pack(x, pack), *cond(labels)), True, rng)
+    def critic_output(out) -> objectives.CriticOutput:
+        if features:
+            return objectives.CriticOutput(out[0], None, out[1])
         scores, logits = out if isinstance(out, tuple) else (out, None)
-        if (logits is None) != (acgan_weight == 0):
-            raise ValueError("an ACGAN critic (class logits) needs config.loss.acgan_weight > 0, and "
-                             f"acgan_weight={acgan_weight} needs a critic with class logits")
-        return scores, logits, stats
+        return objectives.CriticOutput(scores, logits, None)
 
-    def run_generator(params, stats, keys, rng):
-        labels = (jax.vmap(lambda k: jax.random.randint(k, (), 0, num_classes))(_fold(keys, 2))
+    def context(critic: _Network, params, batch_stats, keys: jax.Array, real, real_labels, fake,
+                fake_labels) -> objectives.Context:
+        def row_keys(purpose: Stream) -> jax.Array:
+            return _fold(keys, purpose)[::pack]
+
+        def apply_critic(x, labels, purpose: Stream, stats):
+            out, stats = critic(_variables(params, stats), (x, *cond(labels)), row_keys(purpose))
+            return critic_output(out), stats
+
+        return objectives.Context(loss=gan.loss, options=cfg.loss, real=real, fake=fake,
+                                  real_labels=real_labels if num_classes else None, fake_labels=fake_labels,
+                                  num_classes=num_classes, pack=pack, apply_critic=apply_critic, row_keys=row_keys,
+                                  gather=_gather, batch_stats=batch_stats)
+
+    def generate(generator: _Network, g: TrainState, keys: jax.Array, params):
+        """The samples of the update whose per-example keys are `keys` (labels, new statistics as aux)."""
+        labels = (jax.vmap(lambda k: jax.random.randint(k, (), 0, num_classes))(_fold(keys, Stream.FAKE_LABEL))
                   if num_classes else None)
-        fake, stats = _apply(gan.generator, params, stats, (_latents(_fold(keys, 0), latent), *cond(labels)),
-                             True, rng)
-        return fake, labels, stats
-
-    def class_loss(logits, labels):
-        return losses.acgan_classification_loss(logits, labels) if acgan_weight else 0.0
-
-    def generate(state: GANState, g: ModelState, index: jax.Array, it: int | jax.Array, params):
-        """Step `state.step`'s samples for update `it` (labels, new statistics as aux)."""
-        keys = _example_keys(state.key, state.step, it, index)
-        fake, labels, stats = run_generator(params, g.batch_stats, keys,
-                                            jax.random.fold_in(_device_key(state.key, state.step, it), 0))
+        fake, stats = generator(_variables(params, g.batch_stats),
+                                (_latents(_fold(keys, Stream.LATENT), latent), *cond(labels)),
+                                _fold(keys, Stream.GENERATOR_DROPOUT))
         return fake, (labels, stats)
 
-    def critic_update(state: GANState, index: jax.Array, given, carry, xs):
+    def critic_update(nets: _Networks, state: GANState, index: jax.Array, given, carry, xs):
         """One critic update; `given` = (fake, (labels, statistics)) already generated for it, or None."""
         g, d = carry
         real, real_labels, it = xs
         keys = _example_keys(state.key, state.step, it, index)
-        rng = _device_key(state.key, state.step, it)
-        fake, (fake_labels, g_stats) = given or generate(state, g, index, it, g.params)
+        fake, (fake_labels, g_stats) = given or generate(nets.generator, g, keys, g.params)
         fake = lax.stop_gradient(fake)
 
         def loss_fn(params):
-            real_s, real_c, stats = run_critic(params, d.batch_stats, real, real_labels, jax.random.fold_in(rng, 1))
-            fake_s, fake_c, stats = run_critic(params, stats, fake, fake_labels, jax.random.fold_in(rng, 2))
-            loss = gan.loss.critic(_gather(real_s), _gather(fake_s))
-            aux = {"critic_loss": loss, "real_score": jnp.mean(real_s), "fake_score": jnp.mean(fake_s)}
-            if acgan_weight:
-                # ACGAN (Odena et al. 2017, Eq. 2): D also classifies real and generated images.
-                # With a (K+1)-th "fake" class (Salimans et al. 2016), D's target for generated samples is K.
-                fake_target = jnp.full_like(fake_labels, num_classes) if fake_c.shape[-1] > num_classes else fake_labels
-                aux["critic_class_loss"] = class_loss(real_c, real_labels) + class_loss(fake_c, fake_target)
-                loss = loss + acgan_weight * aux["critic_class_loss"]
-            if gp_weight:
-                # WGAN-GP (Gulrajani et al. 2017, Eq. 3); with packing each packed group is interpolated as a whole.
-                def packed_scores(xp):
-                    out = _apply(gan.critic, params, stats, (xp, *cond(real_labels)), True, jax.random.fold_in(rng, 3))
-                    return out[0][0] if isinstance(out[0], tuple) else out[0]
-                aux["gradient_penalty"] = losses.gradient_penalty(
-                    packed_scores, models.pack(real, pack), models.pack(fake, pack), _fold(keys, 1)[::pack],
-                    target_norm=gp_target)
-                loss = loss + gp_weight * aux["gradient_penalty"]
-            if r1_gamma:
-                # R1 (Mescheder et al. 2018): γ/2 · E‖∇D(x)‖² on real data.
-                aux["r1_penalty"] = losses.r1_penalty(
-                    lambda x: run_critic(params, stats, x, real_labels, jax.random.fold_in(rng, 4))[0], real)
-                loss = loss + 0.5 * r1_gamma * aux["r1_penalty"]
-            return loss, (stats, aux)
+            ctx = context(nets.critic, params, d.batch_stats, keys, real, real_labels, fake, fake_labels)
+            real_out, fake_out = ctx.real_output(), ctx.fake_output()  # batch statistics: real, then fake
+            loss, aux = objectives.total(critic_terms, ctx)
+            aux |= {"real_score": jnp.mean(real_out.scores), "fake_score": jnp.mean(fake_out.scores)}
+            return loss, (ctx.batch_stats, aux)
 
         (_, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-        d = _update(gan.critic_tx, d, lax.pmean(grads, AXIS), stats)
+        d = d.apply_gradients(gan.critic_tx, lax.pmean(grads, AXIS), stats)
         g = g.replace(batch_stats=g_stats)
         return (g, d), jax.tree.map(lambda a: lax.pmean(a, AXIS), aux)
 
@@ -252,44 +274,46 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
         _check_batch(real, n_critic)
         real_labels = batch["label"] if num_classes else jnp.zeros(real.shape[:2], jnp.int32)
         b = real.shape[1]
-        index = lax.axis_index(AXIS) * b + jnp.arange(b)
+        index = parallel.example_index(b)
+        z = jax.ShapeDtypeStruct((b, latent), jnp.float32)
+        g_inputs, d_inputs = (z, *cond(real_labels[0])), (models.pack(real[0], pack), *cond(real_labels[0]))
+        nets = _Networks(
+            _Network(gan.generator, _draws_dropout(gan.generator, state.generator.variables, g_inputs), {}),
+            _Network(gan.critic, _draws_dropout(gan.critic, state.critic.variables, d_inputs, **critic_kwargs),
+                     critic_kwargs))
+
         # G's step differentiates through one forward pass, kept as a VJP. Simultaneous (Goodfellow et al.
-        # 2014's code): taken before the critic's step, whose samples, labels and dropout masks it reuses (its
-        # fake masks, stream 2, on the fake batch; its real ones, stream 1, on the real), and scored by the
-        # critic before its step. Alternating: fresh samples after the critic's steps, scored by the new critic.
-        def g_forward(g: ModelState, it: int):
-            fake, g_vjp, aux = jax.vjp(functools.partial(generate, state, g, index, it), g.params, has_aux=True)
+        # 2014's code): taken before the critic's step, whose samples, labels and dropout masks it reuses (the
+        # same update's keys), and scored by the critic before its step. Alternating: fresh samples after the
+        # critic's steps, scored by the new critic.
+        def g_forward(g: TrainState, keys: jax.Array):
+            fake, g_vjp, aux = jax.vjp(functools.partial(generate, nets.generator, g, keys), g.params, has_aux=True)
             return (fake, aux), g_vjp
 
-        given, g_vjp = g_forward(state.generator, 0) if simultaneous else (None, None)
-        (g, d), critic_metrics = lax.scan(functools.partial(critic_update, state, index, given),
+        given, g_vjp = g_forward(state.generator, _example_keys(state.key, state.step, 0, index)) if simultaneous \
+            else (None, None)
+        (g, d), critic_metrics = lax.scan(functools.partial(critic_update, nets, state, index, given),
                                           (state.generator, state.critic),
                                           (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
-        it, d_params, (fake_stream, real_stream) = ((0, state.critic.params, (2, 1)) if simultaneous
-                                                    else (n_critic, d.params, (1, 2)))
+        it, d_params = (0, state.critic.params) if simultaneous else (n_critic, d.params)
+        keys = _example_keys(state.key, state.step, it, index)
         if not simultaneous:
-            given, g_vjp = g_forward(g, it)
+            given, g_vjp = g_forward(g, keys)
         fake, (fake_labels, g_stats) = given
-        rng = _device_key(state.key, state.step, it)
 
         def g_loss_fn(fake):
-            fake_s, fake_c, d_stats = run_critic(d_params, d.batch_stats, fake, fake_labels,
-                                                 jax.random.fold_in(rng, fake_stream))
-            real_s = (run_critic(d_params, d_stats, real[-1], real_labels[-1], jax.random.fold_in(rng, real_stream))[0]
-                      if needs_real else fake_s)
-            loss = gan.loss.generator(_gather(real_s), _gather(fake_s))
-            return loss + acgan_weight * class_loss(fake_c, fake_labels), (loss, d_stats)
+            ctx = context(nets.critic, d_params, d.batch_stats, keys, real[-1], real_labels[-1], fake, fake_labels)
+            ctx.fake_output()  # batch statistics: fake, then real if a term reads it
+            loss, aux = objectives.total(generator_terms, ctx)
+            return loss, (ctx.batch_stats, aux)
 
-        (_, (g_loss, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+        (_, (d_stats, g_metrics)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
         (grads,) = g_vjp(fake_grad)
-        g = _update(gan.generator_tx, g, lax.pmean(grads, AXIS), g_stats)
+        g = g.apply_gradients(gan.generator_tx, lax.pmean(grads, AXIS), g_stats).update_ema(cfg.ema_decay)
         d = d.replace(batch_stats=d_stats)
-        decay = cfg.ema_decay
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g.params)
         metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
-        metrics["generator_loss"] = lax.pmean(g_loss, AXIS)
-        metrics["finite"] = _all_finite((metrics, g.params, d.params))
-        return GANState(step=state.step + 1, key=state.key, generator=g, critic=d, ema_params=ema), metrics
+        metrics |= {k: lax.pmean(v, AXIS) for k, v in g_metrics.items()}
+        return GANState(step=state.step + 1, key=state.key, generator=g, critic=d), metrics
 
     return step_fn
 
@@ -297,11 +321,6 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
 def _check_batch(real: jax.Array, n_critic: int) -> None:
     if real.ndim < 2 or real.shape[0] != n_critic:
         raise ValueError(f"batch['x'] must be [n_critic={n_critic}, batch, ...], got shape {real.shape}")
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
 
 
 def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int, labels: jax.Array | None = None) -> jax.Array:
@@ -329,7 +348,8 @@ def precise_batch_stats(gan: GAN, params, batch_stats, key: jax.Array, batches: 
 def _precise_batch_stats(generator: nn.Module, latent_dim: int, batches: int, batch_size: int, params, batch_stats,
                          key):
     def one(total, k):  # with momentum 0 the "running averages" a training-mode call returns are the batch's own
-        _, stats = _apply(generator, params, batch_stats, (jax.random.normal(k, (batch_size, latent_dim)),), True)
+        _, stats = _apply(generator, _variables(params, batch_stats), (jax.random.normal(k, (batch_size, latent_dim)),),
+                          True)
         return jax.tree.map(jnp.add, total, stats), None
 
     total, _ = lax.scan(one, jax.tree.map(jnp.zeros_like, batch_stats), jax.random.split(key, batches))
@@ -339,4 +359,4 @@ def _precise_batch_stats(generator: nn.Module, latent_dim: int, batches: int, ba
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _sample(generator: nn.Module, latent_dim: int, n: int, params, batch_stats, key, labels) -> jax.Array:
     z = jax.random.normal(key, (n, latent_dim))
-    return _apply(generator, params, batch_stats, (z, *(() if labels is None else (labels,))), False)[0]
+    return _apply(generator, _variables(params, batch_stats), (z, *(() if labels is None else (labels,))), False)[0]

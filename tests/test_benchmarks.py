@@ -68,9 +68,9 @@ def test_bench_times_an_experiment_configs_launch_step_on_its_own_data():
     assert f"{sorted(ratios)[0]:.2f}-{sorted(ratios)[1]:.2f}]" in bench.experiment_table(rows).splitlines()[3]
 
 
-def test_bench_refuses_an_experiment_whose_trainer_is_not_the_gan_step():
-    with pytest.raises(ValueError, match=r"'experiments/pix2pix_inpainting.py' has trainer 'image_to_image'"):
-        bench.experiment_runner("experiments/pix2pix_inpainting.py", None, 0)
+def test_bench_refuses_an_experiment_whose_task_is_not_the_gan():
+    with pytest.raises(ValueError, match=r"'experiments/pix2pix_inpainting.py:mnist' has task 'pix2pix'"):
+        bench.experiment_runner("experiments/pix2pix_inpainting.py:mnist", None, 0)
 
 
 def test_bench_refuses_a_device_count_this_process_lacks(capsys):

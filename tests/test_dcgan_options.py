@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import experiment, parallel, train
+from gan_jax import loop, parallel, train
+from gan_jax.tasks import gan as gan_task
 from gan_jax.models.dcgan import DCGANDiscriminator
 from gan_jax.models.normalization import set_vbn_reference
 from tests.helpers import as_numeric, small
@@ -49,8 +50,8 @@ def _config(data_dir, **critic):
 def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, critic):
     config = _config(data_dir, **critic)
     gan = train.build(config)
-    source = experiment.make_source(config)
-    reference = experiment._reference_batch(source, config)
+    source = gan_task.make_source(config)
+    reference = gan_task.reference_batch(source, config)
     assert (reference is None) == ("virtual_batch_norm" not in critic)
     batch = {"x": np.asarray(source.__getitems__(np.arange(5 * 8))["x"]).reshape(5, 8, 28, 28, 1)}
     out = []
@@ -64,7 +65,7 @@ def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, cr
 
 
 def test_virtual_batch_norm_run_end_to_end(data_dir, tmp_path):
-    results = experiment.train_and_evaluate(_config(data_dir, virtual_batch_norm=4), str(tmp_path), devices=jax.devices()[:1])
-    assert results == {}
+    results = loop.train_and_evaluate(_config(data_dir, virtual_batch_norm=4), str(tmp_path), devices=jax.devices()[:1])
+    assert results == {"protocol": "no evaluation configured (set eval.classifier_dir for FID)"}
     with pytest.raises(ValueError, match="needs its reference batch"):
         train.init_state(train.build(_config(data_dir, virtual_batch_norm=4)), jax.random.key(0), (28, 28, 1))

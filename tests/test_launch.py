@@ -1,5 +1,6 @@
 """launch.py end to end: exact resume after SIGKILL, SIGTERM, NaN stop, config mismatch, bad flags."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import checkpoint, config as config_lib, experiment, models, reproduce, train, writers
+from gan_jax import checkpoint, config as config_lib, loop, models, reproduce, tasks, train, writers
+from gan_jax.tasks import gan as gan_task
 from tests.helpers import max_abs_diff, subprocess_xla_flags, tiny_config
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
@@ -156,8 +158,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # An SGD critic at lr 1e5 on the unbounded Wasserstein loss overflows within a few steps.
     config = tiny_config("gan", **{"loss.name": "wasserstein", "optim.critic": dict(name="sgd", learning_rate=1e5),
                                    "steps": 50, "checkpoint_every": 1, "batch_size": 8})
-    with pytest.raises(experiment.NonFiniteLossError, match=r"non-finite [a-z_, ]*loss[a-z_, ]* at step \d+") as e:
-        experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
+    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite [a-z_, ]*(loss|critic state|generator state)[a-z_, ]* at step \d+") as e:
+        loop.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     bad_step = int(str(e.value).split(" at step ")[1].split(" ")[0])
     gan = train.build(config)
     abstract = jax.eval_shape(lambda k: train.init_state(gan, k, (2,)), jax.random.key(0))
@@ -170,11 +172,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
     config = tiny_config("gan", steps=2)
-    experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
+    loop.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
     longer = tiny_config("gan", steps=4)      # more steps: a resumption, allowed
-    experiment.train_and_evaluate(longer, str(tmp_path), devices=ONE_DEVICE)
+    loop.train_and_evaluate(longer, str(tmp_path), devices=ONE_DEVICE)
     with pytest.raises(checkpoint.ConfigMismatchError, match="holds a checkpoint at step 4, past config.steps = 2"):
-        experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)   # would label step 4 as step 2
+        loop.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)   # would label step 4 as step 2
     with open(os.path.join(tmp_path, "eval.json")) as f:
         recorded = json.load(f)
     assert recorded["step"] == 4
@@ -186,7 +188,7 @@ def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
     other = tiny_config("gan", steps=6, **{"loss.name": "hinge"})
     with pytest.raises(checkpoint.ConfigMismatchError, match="loss.name: checkpoint has 'non_saturating', "
                                                              "config has 'hinge'"):
-        experiment.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
+        loop.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
 
 
 def test_precise_batch_stats_are_the_mean_of_fresh_batches_statistics():
@@ -207,8 +209,9 @@ def test_precise_batch_stats_are_the_mean_of_fresh_batches_statistics():
 
 def test_mixture_evaluation_with_precise_bn_adds_the_metrics_of_recomputed_statistics(tmp_path):
     config = tiny_config("gan", steps=2, **{"eval.precise_bn_batches": 4})
-    final = experiment.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
-    assert set(final) == {m + s for m in ("modes", "high_quality", "reverse_kl") for s in ("", "_precise_bn")}
+    final = loop.train_and_evaluate(config, str(tmp_path), devices=ONE_DEVICE)
+    assert set(reproduce._numbers(final)) == {m + s for m in ("modes", "high_quality", "reverse_kl")
+                                              for s in ("", "_precise_bn")}
     with open(os.path.join(tmp_path, "eval.json")) as f:
         assert json.load(f)["protocol"].endswith("*_precise_bn: G's batch statistics recomputed from 4 batches of 16")
     # A generator that puts its samples around the ring's mode (1, 0), spread by its normalised features: how many
@@ -217,11 +220,11 @@ def test_mixture_evaluation_with_precise_bn_adds_the_metrics_of_recomputed_stati
     gan = train.build(config)
     state = train.init_state(gan, jax.random.key(config.seed), (2,))
     out = {"kernel": 0.02 * jax.random.normal(jax.random.key(1), (16, 2)), "bias": jnp.array([1.0, 0.0])}
-    state = state.replace(ema_params={**state.ema_params, "Dense_2": out})
-    stats = train.precise_batch_stats(gan, state.ema_params, state.generator.batch_stats,
+    state = state.replace(generator=state.generator.replace(ema={**state.generator.ema, "Dense_2": out}))
+    stats = train.precise_batch_stats(gan, state.generator.ema, state.generator.batch_stats,
                                       jax.random.fold_in(jax.random.key(config.seed), (1 << 30) - 1), 4, 16)
     for batch_stats, same in ((stats, True), (state.generator.batch_stats, False)):
-        ev = experiment.evaluate(gan, state.replace(generator=state.generator.replace(batch_stats=batch_stats)), config)
+        ev = gan_task.Task(config).evaluate(state.replace(generator=state.generator.replace(batch_stats=batch_stats)))
         assert 0.05 < ev["high_quality_precise_bn"] < 0.95
         assert (ev["high_quality"] == ev["high_quality_precise_bn"]) == same, ev
     with pytest.raises(ValueError, match="config.eval.precise_bn_batches must be an integer >= 0 \\(0: off\\), got -1"):
@@ -229,15 +232,15 @@ def test_mixture_evaluation_with_precise_bn_adds_the_metrics_of_recomputed_stati
 
 
 def test_evaluation_during_training_equals_the_end_of_a_shorter_run(tmp_path):
-    every = tiny_config("gan", steps=4, **{"eval.every": 2})
-    final = experiment.train_and_evaluate(every, str(tmp_path / "every"), devices=ONE_DEVICE)
+    every = tiny_config("gan", steps=4, eval_every=2)
+    final = reproduce._numbers(loop.train_and_evaluate(every, str(tmp_path / "every"), devices=ONE_DEVICE))
     curve = reproduce._curve(str(tmp_path / "every"), tuple(final))
     assert sorted(curve, key=int) == ["2", "4"] and curve["4"] == final
-    short = experiment.train_and_evaluate(tiny_config("gan", steps=2), str(tmp_path / "plain"), devices=ONE_DEVICE)
-    assert curve["2"] == short
+    short = loop.train_and_evaluate(tiny_config("gan", steps=2), str(tmp_path / "plain"), devices=ONE_DEVICE)
+    assert curve["2"] == reproduce._numbers(short)
     # Resumed to step 4 without in-training evaluations: the same end, so evaluating left the trajectory alone.
-    assert experiment.train_and_evaluate(tiny_config("gan", steps=4), str(tmp_path / "plain"),
-                                         devices=ONE_DEVICE) == final
+    assert reproduce._numbers(loop.train_and_evaluate(tiny_config("gan", steps=4), str(tmp_path / "plain"),
+                                                      devices=ONE_DEVICE)) == final
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -285,18 +288,66 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     assert _metrics(tmp_path / "multi") == _metrics(tmp_path / "single")
 
 
-def test_config_trainer_picks_the_training_loop():
-    """launch.py runs GAN configs through experiment.py and the other models' configs through their modules."""
-    from gan_jax import adda, image_to_image, vae
-    from gan_jax.reproduce import load_config
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cases = {"experiments/mixture_ring.py": experiment, "experiments/vae_mnist.py": vae,
-             "experiments/adda_mnist_digits.py": adda, "experiments/pix2pix_superres.py:mnist": image_to_image,
-             "experiments/cyclegan_mnist_digits.py": image_to_image}
-    for spec, module in cases.items():
-        assert experiment.trainer(load_config(spec, root)) is module.train_and_evaluate, spec
-    config = load_config("experiments/vae_mnist.py", root)
-    config.trainer = "diffusion"
-    with pytest.raises(ValueError, match=r"unknown config.trainer 'diffusion'; allowed: \['adda', 'gan', "
-                                                  r"'image_to_image', 'vae'\]"):
-        experiment.trainer(config)
+def test_every_config_names_a_registered_task_and_validates():
+    """launch.py runs every experiments/ config on the one loop: each names a task whose schema it satisfies."""
+    import glob
+    from gan_jax.config_files import load_config
+    names = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))):
+        if "def get_config" not in open(path).read():
+            continue
+        config = load_config(os.path.relpath(path, ROOT), ROOT)
+        config_lib.check_fields(config, tasks.schema(config))
+        tasks.module(config.task).validate(config, 1)
+        names.append(config.task)
+    assert set(names) == set(tasks.TASKS), sorted(set(names))
+    config = load_config("experiments/mixture_ring.py", ROOT)
+    config.task = "diffusion"
+    with pytest.raises(ValueError, match=r"unknown config.task 'diffusion'; allowed: \['adda', 'classifier', "
+                                         r"'cyclegan', 'gan', 'pix2pix', 'vae'\]"):
+        tasks.build(config)
+
+
+def test_a_mistyped_field_names_the_closest_valid_one():
+    config = tiny_config("gan")
+    with config.unlocked():
+        config.loss.gradient_penlty = 10.0
+    with pytest.raises(ValueError, match=r"unknown config field 'loss.gradient_penlty' for task 'gan'; "
+                                         r"did you mean 'loss.gradient_penalty'\?"):
+        tasks.build(config)
+    with pytest.raises(ValueError, match="config.seed must be an integer >= 0, got -1"):
+        tasks.build(tiny_config("gan", seed=-1))
+
+
+def test_every_network_option_is_settable_from_the_command_line():
+    from gan_jax.config_files import load_experiment, split_overrides
+    rest, overrides = split_overrides(["--config", "x.py", "--config.steps", "3", "--config.loss.name=hinge",
+                                       "--workdir=/tmp/w"])
+    assert rest == ["--config", "x.py", "--workdir=/tmp/w"] and overrides == ["steps=3", "loss.name=hinge"]
+    dcgan = os.path.join(ROOT, "experiments/dcgan_mnist.py")
+    config = load_experiment(dcgan, ["model.critic.spectral_norm=True", "steps=5", "optim.critic.learning_rate=1e-3",
+                                     "model.generator.widths=(32, 16)", "data.data_dir=/tmp/d"], ROOT)
+    assert config.model.critic.spectral_norm is True and config.steps == 5 and config.data.data_dir == "/tmp/d"
+    assert config.optim.critic.learning_rate == 1e-3 and tuple(config.model.generator.widths) == (32, 16)
+    assert config.model.critic.conv_impl == "gemm"   # options the file does not mention are there at their defaults
+    acgan = load_experiment(os.path.join(ROOT, "experiments/acgan_mnist.py"), ["model.critic.base.spectral_norm=True"],
+                            ROOT)
+    assert acgan.model.critic.base.spectral_norm is True
+    for bad, message in [("model.critic.spectral_nrm=True", "unknown config field 'model.critic.spectral_nrm'; "
+                                                             "did you mean 'model.critic.spectral_norm'?"),
+                         ("steps=abc", "config.steps takes int, got 'abc'"),
+                         ("steps=1.5", "config.steps takes int, got '1.5'"),
+                         ("model.critic.spectral_norm=3", "config.model.critic.spectral_norm takes bool, got '3'"),
+                         ("steps", "--config.steps: expected --config.FIELD=VALUE")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_experiment(dcgan, [bad], ROOT)
+    with pytest.raises(ValueError, match="config file 'experiments/nope.py' not found"):
+        load_experiment("experiments/nope.py", [], ROOT)
+
+
+def test_loop_under_pmap_on_two_devices_logs_what_shard_map_on_one_logs(tmp_path):
+    for mode, devices in (("shard_map", jax.devices()[:1]), ("pmap", jax.devices()[:2])):
+        loop.train_and_evaluate(tiny_config("gan", parallel=mode, steps=3), str(tmp_path / mode), devices=devices)
+    for a, b in zip(_metrics(tmp_path / "shard_map"), _metrics(tmp_path / "pmap")):
+        assert a.keys() == b.keys() and a["step"] == b["step"]
+        np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-5, atol=1e-6)

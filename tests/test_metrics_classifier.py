@@ -1,8 +1,7 @@
-"""gan_jax.metrics.classifier and features: the LeNet training loop on a tiny offline MNIST, its checkpoint
-round trip, the FeatureNetwork built from it, and the training CLI with an experiment config."""
+"""The classifier task and gan_jax.metrics.classifier / features: training on a tiny offline MNIST lifts the test
+accuracy, a finished workdir loads as a classifier and a FeatureNetwork, validation, and on the one loop: a
+relaunch with more steps, SIGKILL then resume, 1 vs 2 devices, and launch.py with the experiment config."""
 import json
-import subprocess
-import sys
 
 import chex
 import jax
@@ -11,57 +10,65 @@ import numpy as np
 import pytest
 
 from experiments.classifier_mnist import get_config
-from gan_jax import data
+from gan_jax import data, loop, runs
 from gan_jax.metrics import classifier, features
+from gan_jax.tasks import classifier as classifier_task
+from tests.helpers import (assert_rows_close, config_flags, launch_task_to_end, logged_metrics, set_fields,
+                           sigkill_after_checkpoint_and_relaunch)
 
+ONE_DEVICE = jax.devices()[:1]
 N_EXAMPLES = 600  # per split
+TINY = {"batch_size": 32, "model.channels": (8, 16), "model.hidden": 32}
+# 20 epochs of 512 images.
+TRAINED = {**TINY, "data.num_train": 512, "steps": 320, "log_every": 32, "checkpoint_every": 320}
+# A short run for resume and device-count checks.
+SHORT = {**TINY, "steps": 40, "log_every": 1, "checkpoint_every": 10}
 
 
 @pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
+def tiny_mnist(tmp_path_factory) -> str:
     data_dir = tmp_path_factory.mktemp("tfds")
     data.prepare("mnist", str(data_dir), max_examples=N_EXAMPLES)
     return str(data_dir)
 
 
-def tiny_config(data_dir, **overrides):
-    c = get_config()
-    c.data_dir = data_dir
-    c.max_train_examples = 512
-    c.batch_size = 32
-    c.epochs = 20  # 320 steps
-    c.channels = (8, 16)
-    c.hidden = 32
-    c.update(overrides)
-    return c
+def tiny_config(data_dir: str, fields: dict):
+    return set_fields(get_config(), {**fields, "data.data_dir": data_dir})
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_mnist):
-    config = tiny_config(tiny_mnist)
-    model, params, meta = classifier.train(config, log=lambda _: None)
-    return config, model, params, meta
+def trained(tiny_mnist, tmp_path_factory):
+    """(config, workdir) of a finished 320-step run."""
+    workdir = tmp_path_factory.mktemp("classifier")
+    config = tiny_config(tiny_mnist, TRAINED)
+    loop.train_and_evaluate(config, str(workdir), devices=ONE_DEVICE)
+    return config, workdir
 
 
-def test_training_lifts_test_accuracy_far_above_chance(tiny_mnist, trained):
-    config, model, params, meta = trained
-    test = classifier.load_split(config, "test")
-    untrained = classifier.init_params(model, jax.random.key(config.seed))
+def test_training_lifts_test_accuracy_far_above_chance(trained):
+    config, workdir = trained
+    model, params, meta = classifier.load_classifier(str(workdir))
+    task = classifier_task.Task(config)
+    test = task._test
+    untrained = jax.jit(task.init)(jax.random.key(config.seed), test).net.params
     before = classifier.accuracy(classifier.make_apply_fn(model, untrained), test["image"], test["label"])
     after = classifier.accuracy(classifier.make_apply_fn(model, params), test["image"], test["label"])
     assert before < 0.3 and after > 0.6, (before, after)
     np.testing.assert_allclose(meta["test_accuracy"], after)
-    assert meta["num_test"] == N_EXAMPLES and meta["num_train"] == 512 and meta["steps"] == 320
+    assert meta["num_test"] == N_EXAMPLES and meta["num_train"] == 512 and meta["step"] == 320
+    assert meta["dataset"] == "mnist" and meta["feature_dim"] == 32 and meta["num_classes"] == 10
+    assert meta["config"]["model"]["hidden"] == 32 and meta["feature_layer"] == classifier.FEATURE_LAYER
 
 
-def test_checkpoint_round_trip_and_feature_network(tmp_path, trained):
-    config, model, params, meta = trained
-    classifier.save_classifier(str(tmp_path), params, meta)
-    model2, params2, meta2 = classifier.load_classifier(str(tmp_path))
-    chex.assert_trees_all_equal(params2, params)
-    assert meta2["dataset"] == "mnist" and meta2["feature_dim"] == 32 and model2 == model
+def test_a_finished_workdir_is_a_classifier_and_a_feature_network(trained):
+    config, workdir = trained
+    model, params, _ = classifier.load_classifier(str(workdir))
+    example = {"image": np.zeros((1, 28, 28, 1), np.float32), "label": np.zeros((1,), np.int32)}
+    _, state = runs.restore(str(workdir), "classifier", example)
+    chex.assert_trees_all_equal(params, jax.device_get(state.net.params))
+    assert model == classifier.model_from_config(config.model)
 
-    network = features.lenet_features(str(tmp_path))
+    network = features.lenet_features(str(workdir))
     images = jax.random.uniform(jax.random.key(1), (7, 28, 28, 1), minval=-1, maxval=1)
     feats, logits = features.extract(network, images, batch_size=3)  # 3 + 3 + 1 (padded)
     want_feats, want_logits = model.apply({"params": params}, images, train=False)
@@ -74,38 +81,62 @@ def test_checkpoint_round_trip_and_feature_network(tmp_path, trained):
         features.extract(network, jnp.zeros((2, 32, 32, 1)))
 
 
-def test_batched_apply_pads_the_last_batch_and_rejects_bad_sizes():
-    calls = []
-
-    def fn(x):
-        calls.append(x.shape[0])
-        return {"double": 2 * x}
-    out = features.batched_apply(fn, np.arange(10.0).reshape(10, 1), batch_size=4)
-    np.testing.assert_array_equal(out["double"][:, 0], 2 * np.arange(10.0))
-    assert calls == [4, 4, 4]
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
-        features.batched_apply(fn, np.zeros((3, 1)), batch_size=0)
-    with pytest.raises(ValueError, match="N = 0"):
-        features.batched_apply(fn, np.zeros((0, 1)), batch_size=2)
-
-
-def test_missing_checkpoint_names_the_training_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m gan_jax.metrics.classifier --config"):
+def test_missing_or_unfinished_runs_are_refused(tmp_path, trained):
+    with pytest.raises(FileNotFoundError, match="python launch.py --config experiments/classifier_mnist.py"):
+        classifier.load_classifier(str(tmp_path))
+    # A relaunch extending the run that has not finished: its checkpoint is past the evaluated step.
+    config, workdir = trained
+    (tmp_path / "eval.json").write_text(json.dumps({**json.loads((workdir / "eval.json").read_text()), "step": 100}))
+    (tmp_path / "config.json").write_text((workdir / "config.json").read_text())
+    (tmp_path / "checkpoints").symlink_to(workdir / "checkpoints")
+    with pytest.raises(ValueError, match="latest checkpoint is at step 320, eval.json at step 100"):
         classifier.load_classifier(str(tmp_path))
 
 
-def test_unknown_dataset_is_rejected(tiny_mnist):
-    with pytest.raises(ValueError, match="unknown classifier dataset 'cifar10'"):
-        classifier.load_split(tiny_config(tiny_mnist, dataset="cifar10"), "train")
+@pytest.mark.parametrize("fields, message", [
+    ({"data.name": "cifar10"}, r"unknown classifier dataset config.data.name='cifar10'; allowed: \['mnist', "),
+    ({"model.dropout": (0.5, 1.0)}, r"config.model.dropout must be two rates in \[0, 1\), got \(0.5, 1.0\)"),
+    ({"optim.learning_rate": 0.0}, "config.optim.learning_rate must be > 0, got 0.0"),
+    ({"batch_size": 9}, "config.batch_size=9 is not divisible by the 2 devices"),
+])
+def test_validation_names_the_bad_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        classifier_task.validate(tiny_config("", fields), 2)
 
 
-def test_cli_trains_and_saves_from_the_experiment_config(tiny_mnist, tmp_path):
-    workdir = tmp_path / "clf"
-    cmd = [sys.executable, "-m", "gan_jax.metrics.classifier", "--config", "experiments/classifier_mnist.py",
-           "--workdir", str(workdir), f"--config.data_dir={tiny_mnist}", "--config.max_train_examples=64",
-           "--config.batch_size=32", "--config.epochs=1", "--config.channels=(4, 8)", "--config.hidden=8"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    meta = json.loads((workdir / "classifier.json").read_text())
-    assert meta["steps"] == 2 and meta["config"]["hidden"] == 8 and 0 <= meta["test_accuracy"] <= 1
-    assert (workdir / "params").is_dir()
+@pytest.fixture(scope="module")
+def straight(tiny_mnist, tmp_path_factory):
+    """The workdir of an uninterrupted in-process SHORT run on one device."""
+    workdir = tmp_path_factory.mktemp("straight")
+    loop.train_and_evaluate(tiny_config(tiny_mnist, SHORT), str(workdir), devices=ONE_DEVICE)
+    return workdir
+
+
+def test_relaunch_with_more_steps_resumes(tiny_mnist, straight, tmp_path):
+    loop.train_and_evaluate(tiny_config(tiny_mnist, {**SHORT, "steps": 20}), str(tmp_path), devices=ONE_DEVICE)
+    out = loop.train_and_evaluate(tiny_config(tiny_mnist, SHORT), str(tmp_path), devices=ONE_DEVICE)
+    rows = [r for r in logged_metrics(tmp_path) if "loss" in r]
+    assert [r["step"] for r in rows] == list(range(1, 41))  # no step logged twice
+    # The learning rate decays over `steps`: the first step, at the peak rate, is the straight run's.
+    assert rows[0] == logged_metrics(straight)[0]
+    assert (tmp_path / "checkpoints" / "40").is_dir() and classifier.load_classifier(str(tmp_path))[2]["step"] == 40
+    assert 0 <= out["test_accuracy"] <= 1
+
+
+def launch_args(data_dir: str) -> list[str]:
+    return ["--config", "experiments/classifier_mnist.py", *config_flags({**SHORT, "data.data_dir": data_dir})]
+
+
+def test_launch_on_two_devices_logs_what_one_device_does(tiny_mnist, straight, tmp_path):
+    """Per-example dropout keys: 2 devices draw the masks 1 does; only float sums' order differs."""
+    launch_task_to_end(tmp_path, launch_args(tiny_mnist), devices=2)
+    assert_rows_close(logged_metrics(straight), logged_metrics(tmp_path), rtol=2e-5)
+    assert json.loads((tmp_path / "eval.json").read_text())["num_test"] == N_EXAMPLES
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(tiny_mnist, straight, tmp_path):
+    killed_at, out = sigkill_after_checkpoint_and_relaunch(tmp_path, launch_args(tiny_mnist), SHORT["checkpoint_every"])
+    assert 10 <= killed_at < 40 and f"resumed from the checkpoint at step {killed_at}" in out
+    assert logged_metrics(tmp_path) == logged_metrics(straight)
+    assert (tmp_path / "eval.json").read_text() == (straight / "eval.json").read_text()

@@ -1,18 +1,30 @@
 """pix2pix: U-Net shapes, skip connections and dropout noise; PatchGAN output size and receptive field;
-the paired tasks; one training step of the GAN and the L1-only configs.
-Init keys are rbg: flax init with threefry keys compiles several times slower on XLA:CPU."""
+the paired tasks; the task's step (GAN and L1-only), configs and their validation; runs of the one loop:
+logging and resuming, 1 vs 2 devices, SIGKILL then relaunch.
+Init keys of the network tests are rbg: flax init with threefry keys compiles several times slower on XLA:CPU."""
+import json
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import image_to_image as i2i
+from gan_jax import loop, parallel, tasks
+from gan_jax.config_files import load_config
 from gan_jax.data import paired
 from gan_jax.models import patchgan
 from gan_jax.models.unet import UNet
+from gan_jax.tasks import pix2pix, translation
+from tests.helpers import (assert_rows_close, config_flags, logged_metrics, max_abs_diff, set_fields,
+                           sigkill_after_checkpoint_and_relaunch)
 
 TINY_UNET = (8, 16, 16)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The task tests: the smallest nets (compile time dominates), two steps, a checkpoint and a grid at each.
+TINY = {"batch_size": 8, "steps": 2, "log_every": 1, "checkpoint_every": 2, "sample_every": 2,
+        "model.unet_features": (4, 8), "model.d_features": 4, "eval.num_test": 16, "eval.batch_size": 16}
 
 
 def _images(n=8, seed=0):
@@ -63,6 +75,19 @@ def test_dropout_is_the_noise():
     assert float(jnp.max(jnp.abs(run(1, False) - run(2, False)))) > 1e-4
     np.testing.assert_array_equal(np.asarray(run(1, True)), np.asarray(run(2, True)))
     np.testing.assert_array_equal(np.asarray(run(1, False)), np.asarray(run(1, False)))
+
+
+def test_an_examples_dropout_depends_on_its_index_not_on_its_batch():
+    """translate draws each example's masks from its global index: a batch split in two (over two devices) gives
+    the same outputs, and the same image at another index gets other masks."""
+    net = UNet(features=TINY_UNET)
+    x = _images(4)
+    params = _init(net, x[:1])
+    run = jax.jit(lambda v, index: translation.translate(net, params, v, jax.random.key(1), index))
+    whole = run(x, jnp.arange(4))
+    halves = jnp.concatenate([run(x[:2], jnp.arange(2)), run(x[2:], jnp.arange(2, 4))])
+    np.testing.assert_allclose(np.asarray(halves), np.asarray(whole), atol=1e-6)  # float rounding of other shapes
+    assert float(jnp.max(jnp.abs(run(x, jnp.arange(4, 8)) - whole))) > 1e-2
 
 
 def test_patchgan_output_size_and_receptive_field():
@@ -118,28 +143,30 @@ def test_sklearn_digits_in_mnist_format():
     assert np.bincount(test["label"], minlength=10).min() >= 20  # every class in the held-out fifth (26..48 each)
 
 
-def _tiny_config(gan_weight):
-    c = i2i.pix2pix_config("superres7", "mnist" if gan_weight else "mnist,l1")
-    c.batch_size = 8
-    c.model.unet_features = (4, 8)  # compile time dominates: the smallest U-Net
-    c.model.d_features = 4
-    return c
+def _tiny_config(**overrides):
+    """inpainting on scikit-learn's digits (no files) with the smallest nets: compile time dominates."""
+    return set_fields(pix2pix.experiment_config("inpainting", "mnist"), {"data.domain": "digits", **TINY, **overrides})
+
+
+def _one_step(config):
+    task = tasks.build(config)
+    step = parallel.parallelize(task.train_step, "shard_map", parallel.make_mesh(jax.devices()[:1]), batch_axis=0)
+    batch = task.batches(0, 1)(0)
+    state = jax.device_get(jax.jit(task.init)(jax.random.key(0), batch))  # the step donates its input
+    new, metrics = step(step.put_state(state), step.put_batch(batch))
+    return state, jax.device_get(new), jax.device_get(metrics)
 
 
 @pytest.mark.parametrize("gan_weight", [1.0, 0.0])
 def test_one_training_step(gan_weight):
-    t = i2i.build(_tiny_config(gan_weight))
-    state = i2i.init_state(t, jax.random.key(0, impl="rbg"), (28, 28, 1))
-    y = _images(8)
-    new, metrics = i2i.make_pix2pix_step(t)(state, {"x": paired.make_pairs("superres7", y), "y": y})
+    state, new, metrics = _one_step(_tiny_config(**{"loss.gan_weight": gan_weight}))
     assert int(new.step) == 1
     assert all(np.isfinite(float(v)) for v in metrics.values())
-    changed = lambda a, b: any(bool(jnp.any(u != v)) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    assert changed(new.generator.params, state.generator.params)
+    np.testing.assert_allclose(metrics["g_loss"], gan_weight * metrics["g_adv"] + 100 * metrics["l1"], rtol=1e-5)
+    assert max_abs_diff(new.generator.params, state.generator.params) > 0
     # The L1-only baseline leaves D untouched; the cGAN trains it.
-    assert changed(new.discriminator.params, state.discriminator.params) == (gan_weight > 0)
-    if gan_weight:
-        assert "d_loss" in metrics
+    assert (max_abs_diff(new.discriminator.params, state.discriminator.params) > 0) == (gan_weight > 0)
+    assert ("d_loss" in metrics) == (gan_weight > 0)
 
 
 @pytest.mark.parametrize("spec, task, domain, gan_weight", [
@@ -149,12 +176,76 @@ def test_one_training_step(gan_weight):
     ("experiments/pix2pix_superres.py:fashion_mnist,l1,14", "superres14", "fashion_mnist", 0.0),
 ])
 def test_experiment_configs(spec, task, domain, gan_weight):
-    import os
-    from gan_jax.reproduce import load_config
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    c = load_config(spec, root)
-    assert (c.kind, c.data.task, c.data.domain, c.loss.gan_weight, c.loss.l1_weight) == (
+    c = load_config(spec, ROOT)
+    assert (c.task, c.data.task, c.data.domain, c.loss.gan_weight, c.loss.l1_weight) == (
         "pix2pix", task, domain, gan_weight, 100.0)
-    assert i2i.build(c).kind == "pix2pix"
+    pix2pix.validate(c, 1)
     with pytest.raises(ValueError, match="variant"):
-        load_config(spec.split(":")[0] + ":cifar10", root)
+        load_config(spec.split(":")[0] + ":cifar10", ROOT)
+
+
+@pytest.mark.parametrize("overrides, devices, message", [
+    ({"data.task": "colorise"}, 1,
+     r"unknown config.data.task 'colorise'; allowed: \['inpainting', 'superres7', 'superres14'\]"),
+    ({"data.domain": "cifar10"}, 1,
+     r"unknown config.data.domain 'cifar10'; allowed: \['mnist', 'fashion_mnist', 'digits'\]"),
+    ({"loss.l1_weight": -1.0}, 1, "config.loss.l1_weight must be a number >= 0, got -1.0"),
+    ({"loss.l1_weight": 0.0, "loss.gan_weight": 0.0}, 1,
+     "config.loss.l1_weight and config.loss.gan_weight are both 0"),
+    ({"batch_size": 9}, 2, "config.batch_size=9 is not divisible by the 2 devices"),
+    ({"model.dropout": 1.0}, 1, r"config.model.dropout must be in \[0, 1\), got 1.0"),
+    ({"model.unet_features": (4,)}, 1, r"config.model.unet_features must be two or more integers >= 1 .* got \(4,\)"),
+    ({"model.d_layers": 4, "model.d_kernel": 4}, 1,
+     "a PatchGAN with config.model.d_layers=4, d_kernel=4 has no output on 28 px images"),
+    ({"eval.num_test": -1}, 1, "config.eval.num_test must be an integer >= 0, got -1"),
+    ({"optim.discriminator.name": "adamw2"}, 1, "adamw2"),
+    ({"loss.cycle_weight": 10.0}, 1, "unknown config field 'loss.cycle_weight' for task 'pix2pix'"),
+])
+def test_bad_config_values_are_named(overrides, devices, message):
+    with pytest.raises(ValueError, match=message):
+        tasks.build(_tiny_config(**overrides), num_devices=devices)
+
+
+def test_the_loop_logs_checkpoints_and_resumes_each_step_once(tmp_path):
+    one = jax.devices()[:1]
+    loop.train_and_evaluate(_tiny_config(), str(tmp_path / "resumed"), devices=one)
+    assert [r["step"] for r in logged_metrics(tmp_path / "resumed") if "g_loss" in r] == [1, 2]
+    assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2"]
+    final = loop.train_and_evaluate(_tiny_config(steps=4), str(tmp_path / "resumed"), devices=one)
+    rows = logged_metrics(tmp_path / "resumed")
+    assert [r["step"] for r in rows if "g_loss" in r] == [1, 2, 3, 4]
+    assert set(final) == {"l1", "psnr", "input_l1", "input_psnr", "num_test", "protocol"} and final["num_test"] == 16
+    with open(tmp_path / "resumed" / "eval.json") as f:
+        assert json.load(f) == {"step": 4, **final}
+    assert sorted(os.listdir(tmp_path / "resumed" / "samples")) == [f"step_000000{s}.png" for s in (2, 4)]
+    # The resumed run is the uninterrupted one.
+    assert loop.train_and_evaluate(_tiny_config(steps=4), str(tmp_path / "straight"), devices=one) == final
+    train_rows = lambda workdir: [r for r in logged_metrics(workdir) if "g_loss" in r]  # no eval/ rows
+    assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "resumed")
+
+
+def test_two_devices_equal_one_device(tmp_path):
+    """Per-example dropout keys and per-device means averaged over devices: the run does not depend on how its
+    batch is split."""
+    config = _tiny_config(steps=3, checkpoint_every=3, sample_every=100)
+    one = loop.train_and_evaluate(config, str(tmp_path / "one"), devices=jax.devices()[:1])
+    two = loop.train_and_evaluate(config, str(tmp_path / "two"), devices=jax.devices()[:2])
+    assert len(logged_metrics(tmp_path / "one")) == 4  # 3 steps and the evaluation
+    assert_rows_close(logged_metrics(tmp_path / "one"), logged_metrics(tmp_path / "two"), rtol=1e-5)
+    np.testing.assert_allclose(two["l1"], one["l1"], rtol=1e-5)
+
+
+def test_sigkill_then_relaunch_equals_uninterrupted_run(tmp_path, data_dir):
+    spec = "experiments/pix2pix_inpainting.py:mnist"
+    overrides = {**TINY, "data.data_dir": data_dir, "steps": 12, "checkpoint_every": 4, "sample_every": 100}
+    # The uninterrupted run in this process: its 1-device step is the subprocess's, bit for bit.
+    loop.train_and_evaluate(set_fields(load_config(spec, ROOT), overrides), str(tmp_path / "straight"),
+                            devices=jax.devices()[:1])
+    killed_at, out = sigkill_after_checkpoint_and_relaunch(tmp_path / "killed",
+                                                           ["--config", spec, *config_flags(overrides)], 4)
+    assert 4 <= killed_at < 12  # the kill landed mid-run
+    assert f"resumed from the checkpoint at step {killed_at}" in out and "final evaluation: l1 = " in out
+    assert logged_metrics(tmp_path / "straight") == logged_metrics(tmp_path / "killed")
+    assert [r["step"] for r in logged_metrics(tmp_path / "killed") if "g_loss" in r] == list(range(1, 13))
+    with open(tmp_path / "straight" / "eval.json") as f, open(tmp_path / "killed" / "eval.json") as g:
+        assert json.load(f) == json.load(g)

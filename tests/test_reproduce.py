@@ -11,6 +11,7 @@ import pytest
 from absl import app
 
 from gan_jax import paper_tables, reproduce, writers
+from gan_jax.config_files import load_config
 from tests.helpers import subprocess_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,14 +24,14 @@ def test_registry_configs_exist_for_tables_produced_here():
             assert set(row.paper) <= set(table.metrics)
             if not table.not_here:
                 assert os.path.exists(os.path.join(ROOT, row.config.split(":")[0])), row.config
-                assert reproduce.load_config(row.config, ROOT).paper
+                assert load_config(row.config, ROOT).paper
 
 
 def test_stacked_mnist_metz_rows_follow_pacgan_table_3():
     table = paper_tables.get_table("stacked_mnist_metz")
     assert table.classifier == "experiments/classifier_mnist.py" and not table.not_here
     for row in table.rows:
-        config = reproduce.load_config(row.config, ROOT)
+        config = load_config(row.config, ROOT)
         pack = config.model.pack
         assert row.method.startswith(f"PacDCGAN{pack}" if pack > 1 else "DCGAN")
         assert config.batch_size == 128 * pack and config.model.critic["channels"] == 3 * pack
@@ -38,7 +39,7 @@ def test_stacked_mnist_metz_rows_follow_pacgan_table_3():
         assert (config.eval.num_samples, config.steps, config.model.latent_dim) == (25_600, 500_000, 256)
     assert table.row("PacDCGAN2 D=0.25G").paper == {"modes": (484.5, 32.99), "kl": (2.61, 0.22)}
     with pytest.raises(ValueError, match="unknown variant 'dcgan_third'; allowed: \\['dcgan', 'dcgan_quarter'"):
-        reproduce.load_config("experiments/stacked_mnist_metz.py:dcgan_third", ROOT)
+        load_config("experiments/stacked_mnist_metz.py:dcgan_third", ROOT)
 
 
 def test_markdown_puts_mean_and_std_beside_the_paper():
@@ -101,16 +102,17 @@ def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
 
 
 def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budget(tmp_path, monkeypatch):
-    from gan_jax import experiment
+    from gan_jax import loop
+    from gan_jax.tasks import gan as gan_task
     from gan_jax.metrics import classifier
     trained, runs = [], []
 
-    def fake_classifier(config, workdir):
-        trained.append((config.dataset, workdir))
-        os.makedirs(workdir)
-        open(os.path.join(workdir, classifier.METADATA_FILE), "w").write('{"test_accuracy": 0.9}')
-
     def fake_run(config, workdir):
+        if config.task == "classifier":
+            trained.append((config.data.name, workdir))
+            os.makedirs(workdir)
+            open(os.path.join(workdir, classifier.METADATA_FILE), "w").write('{"test_accuracy": 0.9}')
+            return {"test_accuracy": 0.9}
         runs.append((config, workdir))
         return {"fid": float(len(runs)), "classifier_score": 5.0}
 
@@ -119,9 +121,8 @@ def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budg
         return {"fid": 0.5, "classifier_score": 8.5}
 
     floors = []
-    monkeypatch.setattr(classifier, "train_and_evaluate", fake_classifier)
-    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
-    monkeypatch.setattr(experiment, "real_data_floor", fake_floor)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(gan_task, "real_data_floor", fake_floor)
     table = paper_tables.get_table("fid_fashion_mnist")
     run = reproduce.run_table(table, str(tmp_path), seeds=1, steps=7)
     clf_dir = str(tmp_path / "fid_fashion_mnist" / "classifier")
@@ -142,14 +143,14 @@ def test_fid_tables_train_their_classifier_once_and_run_every_method_at_one_budg
 
 
 def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_path, monkeypatch):
-    from gan_jax import experiment
+    from gan_jax import loop
     runs = []
 
     def fake_run(config, workdir):
         runs.append((config.seed, os.path.relpath(workdir, tmp_path)))
         return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
 
-    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
     run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=3, methods=["GAN"], first_seed=1)
     assert runs == [(1, "mixture_ring/GAN/seed_1"), (2, "mixture_ring/GAN/seed_2")]
@@ -160,13 +161,14 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
 
 
 def test_precise_bn_results_are_recorded_pooled_and_printed_as_a_second_table(tmp_path, monkeypatch):
-    from gan_jax import experiment
+    from gan_jax import loop
+    from gan_jax.tasks import gan as gan_task
 
     def fake_run(config, workdir):
         protocol = {"modes": 6.0 + config.seed, "high_quality": 0.9, "reverse_kl": 0.4}
-        return protocol | {k + experiment.PRECISE_BN: v / 2 for k, v in protocol.items()}
+        return protocol | {k + gan_task.PRECISE_BN: v / 2 for k, v in protocol.items()}
 
-    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
     a = reproduce.run_table(table, str(tmp_path), seeds=1, steps=3, methods=["GAN"])
     b = reproduce.run_table(table, str(tmp_path), seeds=1, steps=3, methods=["GAN"], first_seed=1)
@@ -191,19 +193,19 @@ def test_precise_bn_results_are_recorded_pooled_and_printed_as_a_second_table(tm
 
 
 def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch):
-    from gan_jax import experiment
+    from gan_jax import loop
 
     def fake_run(config, workdir):   # a run's metrics.jsonl: eval/* at every eval.every steps and at the end
         os.makedirs(workdir)
         rows = [{"step": 1, "critic_loss": 1.3}]
-        every = config.eval.every or config.steps
+        every = config.eval_every or config.steps
         rows += [{"step": t, "eval/modes": float(t + config.seed), "eval/high_quality": 0.25 * t,
                   "eval/reverse_kl": 0.5, writers.WALL_KEY: 1.5 * t} for t in range(every, config.steps + 1, every)]
         with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         return {k[5:]: v for k, v in rows[-1].items() if k.startswith("eval/")}
 
-    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
     run = reproduce.run_table(table, str(tmp_path), seeds=2, steps=4, methods=["GAN"], eval_every=2)
     assert run["curves"]["GAN"] == [{"2": {"modes": 2.0, "high_quality": 0.5, "reverse_kl": 0.5},
@@ -222,14 +224,14 @@ def test_eval_every_records_and_prints_each_methods_curve(tmp_path, monkeypatch)
 
 
 def test_set_changes_every_runs_config_is_recorded_and_refuses_keys_the_config_lacks(tmp_path, monkeypatch):
-    from gan_jax import experiment
+    from gan_jax import loop
     seen = []
 
     def fake_run(config, workdir):
         seen.append((config.loss.simultaneous, config.model.generator.batch_norm, config.seed))
         return {"modes": 8.0, "high_quality": 0.9, "reverse_kl": 0.1}
 
-    monkeypatch.setattr(experiment, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
     table = paper_tables.get_table("mixture_ring")
     settings = reproduce.parse_settings(["loss.simultaneous=True", "model.generator.batch_norm=False"])
     assert settings == {"loss.simultaneous": True, "model.generator.batch_norm": False}

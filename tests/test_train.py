@@ -1,15 +1,22 @@
 """The train step: data-parallel equivalence, purity, configuration errors."""
 import json
+import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import config as config_lib, parallel, train
-from tests.helpers import host_batches, max_abs_diff, tiny_config
+from gan_jax import config as config_lib, losses, parallel, train
+from gan_jax.objectives import Stream
+from tests.helpers import host_batches, max_abs_diff, subprocess_xla_flags, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (variant, overrides): the issue's three (NS GAN, WGAN with clipping, WGAN-GP) plus the
 # batch-coupled cases the all-gathered losses exist for (relativistic average, packing).
@@ -117,8 +124,12 @@ def test_ema_follows_the_generator():
     config = tiny_config("gan", ema_decay=0.5)
     state, _ = run_steps(config, jax.devices()[:1], "shard_map", steps=1)
     init = train.init_state(train.build(config), jax.random.key(config.seed), (2,))
-    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, init.ema_params, state.generator.params)
-    assert max_abs_diff(expected, state.ema_params) < 1e-7
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, init.generator.ema, state.generator.params)
+    assert max_abs_diff(expected, state.generator.ema) < 1e-7
+    assert init.critic.ema == {}  # only the generator keeps an EMA
+    # ema_decay = 0: the EMA is the parameters.
+    state, _ = run_steps(tiny_config("gan"), jax.devices()[:1], "shard_map", steps=1)
+    assert max_abs_diff(state.generator.ema, state.generator.params) == 0.0
 
 
 def test_sampling_compiles_once_per_generator_and_size():
@@ -149,7 +160,8 @@ def test_sampling_compiles_once_per_generator_and_size():
     ("parallel", "vmap", "unknown config.parallel 'vmap'; allowed: ['shard_map', 'pmap']"),
     ("loss.label_smoothing", 1.0, "label_smoothing"),
     ("model.pack", 3, "not divisible by config.model.pack=3"),
-    ("eval.every", -1, "config.eval.every must be an integer >= 0 (0: evaluate only at the end), got -1"),
+    ("eval_every", -1, "config.eval_every must be an integer >= 0 (0: evaluate only at the end), got -1"),
+    ("loss.feature_matching", -1.0, "config.loss.feature_matching must be >= 0, got -1.0"),
 ])
 def test_bad_config_values_are_named(field, value, message):
     config = tiny_config("gan", **{field: value})
@@ -161,7 +173,7 @@ def test_bad_config_values_are_named(field, value, message):
 def test_unknown_config_field_is_named():
     config = tiny_config("gan")
     config.loss.ncritic = 5
-    with pytest.raises(ValueError, match=r"unknown config fields \['loss.ncritic'\]"):
+    with pytest.raises(ValueError, match=r"unknown config field 'loss.ncritic'"):
         config_lib.validate(config)
 
 
@@ -172,11 +184,19 @@ class _BatchNormCritic(nn.Module):
         return nn.Dense(1)(x)[:, 0]
 
 
-def test_gradient_penalty_with_a_batch_norm_critic_is_refused():
-    gan = train.build(tiny_config("wgan_gp"))
+@pytest.mark.parametrize("field,value,message", [
+    ("loss.gradient_penalty", 10.0, r"config.loss.gradient_penalty=10.0 needs a critic without batch norm "
+                                    r"\(Gulrajani et al. 2017, Sec. 4: the penalty is per example; batch norm makes"),
+    ("loss.r1_gamma", 1.0, r"config.loss.r1_gamma=1.0 needs a critic without batch norm \(Mescheder et al. 2018: "
+                           r"the penalty is per example; batch norm makes"),
+])
+def test_input_gradient_penalties_with_a_batch_norm_critic_are_refused(field, value, message):
+    gan = train.build(tiny_config("gan", **{field: value}))
     assert train.init_state(gan, jax.random.key(0), (2,)).critic.batch_stats == {}  # MLP critic: accepted
-    with pytest.raises(ValueError, match="needs a critic without batch norm"):
+    with pytest.raises(ValueError, match=message):
         train.init_state(gan._replace(critic=_BatchNormCritic()), jax.random.key(0), (2,))
+    # Without the penalty the same critic is accepted.
+    train.init_state(train.build(tiny_config("gan"))._replace(critic=_BatchNormCritic()), jax.random.key(0), (2,))
 
 
 def _one_step(config):
@@ -234,3 +254,83 @@ def test_a_checkpoint_without_a_newer_field_counts_it_as_its_default():
     current["model.generator"] = {**spec, "bn_momentum": 0.95}
     (diff,) = config_lib.differing_fields(saved, current)
     assert diff.startswith("model.generator: checkpoint has {") and "'bn_momentum': 0.9," in diff
+
+
+def simultaneous_config(**overrides):
+    """A tiny config with simultaneous updates (the generator's is taken at the critic before its update, on
+    that update's samples) and a generator without batch norm: the generator update's samples and scores can
+    be recomputed by hand from the initial state."""
+    config = tiny_config("gan", **{"loss.simultaneous": True, **overrides})
+    config.model.generator = dict(name="mlp", hidden=(16, 16), out_dim=2, batch_norm=False)
+    return config
+
+
+def generator_update_inputs(gan, state, batch):
+    """By hand, from the initial `state` of a `simultaneous_config`: the generator update's samples of step 0
+    (those of critic iteration 0) and the real batch it sees."""
+    keys = train._example_keys(state.key, 0, 0, jnp.arange(batch["x"].shape[1]))
+    z = jax.vmap(lambda k: jax.random.normal(k, (gan.config.model.latent_dim,)))(train._fold(keys, Stream.LATENT))
+    fake = gan.generator.apply({"params": state.generator.params}, z, train=True)
+    return jnp.asarray(batch["x"][-1]), fake
+
+
+def test_generator_loss_follows_the_pair_the_gan_was_built_with():
+    """What the generator loss reads is a property of the loss pair (`GANLoss.needs_real`), not of the config's
+    loss name: a relativistic pair under a config named "non_saturating" gets the real scores."""
+    config = simultaneous_config(**{"loss.name": "non_saturating"})
+    gan = train.build(config)._replace(loss=losses.get_loss("relativistic_average"))
+    init = train.init_state(gan, jax.random.key(config.seed), (2,))
+    batch = host_batches(config, 1)[0]
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    step = parallel.parallelize(train.make_train_step(gan), "shard_map", mesh)
+    _, metrics = step(step.put_state(jax.tree.map(jnp.copy, init)), step.put_batch(batch))  # the state is donated
+    real, fake = generator_update_inputs(gan, init, batch)
+    critic = lambda x: gan.critic.apply({"params": init.critic.params}, x, train=True)  # noqa: E731
+    real_s, fake_s = np.asarray(critic(real), np.float64), np.asarray(critic(fake), np.float64)
+    # RaSGAN's generator loss (Jolicoeur-Martineau 2018):
+    # E softplus(−(C(x_f) − E C(x_r))) + E softplus(C(x_r) − E C(x_f)).
+    expected = (np.mean(np.logaddexp(0, -(fake_s - real_s.mean()))) + np.mean(np.logaddexp(0, real_s - fake_s.mean())))
+    assert abs(float(metrics["generator_loss"]) - expected) < 1e-5
+    assert abs(float(losses.non_saturating_generator_loss(fake_s)) - expected) > 1e-3  # not the config name's loss
+
+
+def goodfellow_losses(num_devices: int, dropout: bool = True, steps: int = 2) -> list[dict[str, float]]:
+    """The metrics of `steps` steps of the Goodfellow et al. 2014 MNIST config (maxout critic with dropout,
+    simultaneous updates), shrunk (tiny nets, batch 8), on random in-memory images, over the first
+    `num_devices` devices; each step is waited on."""
+    from experiments import goodfellow2014_mnist
+    c = goodfellow2014_mnist.get_config()
+    c.batch_size = 8
+    c.model.generator.hidden = (16, 16)
+    c.model.critic.hidden, c.model.critic.pieces = (16, 16), 2
+    c.model.critic.init_range = 0.1  # scores of order 1 (the paper's 0.005 gives ~1e-5): the losses resolve the masks
+    if not dropout:
+        c.model.critic.input_dropout = c.model.critic.hidden_dropout = 0.0
+    images = np.random.default_rng(0).uniform(-1, 1, (steps, 1, c.batch_size, 28, 28, 1)).astype(np.float32)
+    gan = train.build(c)
+    mesh = parallel.make_mesh(jax.devices()[:num_devices])
+    step = parallel.parallelize(train.make_train_step(gan), "shard_map", mesh)
+    marginals = (images.mean(axis=(0, 1, 2)) + 1) / 2
+    state = step.put_state(train.init_state(gan, jax.random.key(c.seed), (28, 28, 1), marginals=marginals))
+    history = []
+    for x in images:
+        state, metrics = step(state, step.put_batch({"x": x}))
+        history.append({k: float(v) for k, v in jax.device_get(metrics).items()})  # waits on the step
+    return history
+
+
+def test_dropout_masks_are_the_same_on_one_and_two_devices():
+    """Dropout keys are per example (folded like the latents), so the maxout critic with dropout of Goodfellow
+    et al. 2014 logs the same losses however the batch is split over devices."""
+    one = goodfellow_losses(1)
+    flags = (f"{subprocess_xla_flags(2)} --xla_cpu_collective_call_warn_stuck_timeout_seconds=3 "
+             "--xla_cpu_collective_call_terminate_timeout_seconds=6")
+    code = "import json; from tests.test_train import goodfellow_losses; print(json.dumps(goodfellow_losses(2)))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "XLA_FLAGS": flags},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = json.loads(run.stdout.strip().splitlines()[-1])
+    assert one[0].keys() == {"critic_loss", "generator_loss", "real_score", "fake_score"}
+    assert max_abs_diff(one, two) < 1e-5
+    # The dropout is on: without it the losses differ.
+    assert max_abs_diff(one, goodfellow_losses(1, dropout=False)) > 1e-2

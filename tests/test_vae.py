@@ -1,13 +1,28 @@
-"""VAE: the closed-form KL against Monte Carlo, the Bernoulli likelihood against its formula, shapes,
-one training step, and the shared loop's resume (a resumed run equals an uninterrupted one).
-Init keys are rbg: flax init with threefry keys compiles several times slower on XLA:CPU."""
+"""The VAE task: the closed-form KL against Monte Carlo, the Bernoulli likelihood against its formula, shapes,
+validation, and on the one loop: a run and its relaunch with more steps (equal to one straight run), a refused
+workdir of another config, restoring the decoder, SIGKILL then resume, and 1 vs 2 devices."""
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import image_to_image, vae
+from experiments.vae_mnist import get_config
+from gan_jax import loop, runs, vae
+from gan_jax.tasks import vae as vae_task
+from tests.helpers import (assert_rows_close, config_flags, launch_task_to_end, logged_metrics, max_abs_diff,
+                           set_fields, sigkill_after_checkpoint_and_relaunch)
+
+ONE_DEVICE = jax.devices()[:1]
+# Tiny nets on the 128-image MNIST of the data_dir fixture; the same run as command-line overrides.
+TINY = {"batch_size": 8, "log_every": 1, "checkpoint_every": 10, "sample_every": 1000, "model.latent_dim": 4,
+        "model.channels": (4, 8), "model.hidden": 16, "eval.parzen": False, "eval.batch_size": 64}
+
+
+def tiny_config(data_dir: str, steps: int):
+    return set_fields(get_config(), {**TINY, "steps": steps, "data.data_dir": data_dir})
 
 
 def test_gaussian_kl_matches_monte_carlo():
@@ -29,46 +44,94 @@ def test_bernoulli_log_likelihood():
     np.testing.assert_allclose(float(vae.bernoulli_log_likelihood(x, logits)[0]), expected, rtol=1e-6)
 
 
-def _tiny_config(workdir_steps=2):
-    c = vae.default_config()
-    c.batch_size, c.steps, c.log_every, c.checkpoint_every = 8, workdir_steps, 1, 1
-    c.model.latent_dim, c.model.channels, c.model.hidden = 4, (4, 8), 16
-    return c
-
-
-def _batch(step):
-    rng = np.random.default_rng(step)
-    return {"image": rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)}
-
-
-def test_shapes_step_and_resume(tmp_path):
-    c = _tiny_config()
-    model, tx = vae.build(c)
-    state = vae.init_state(model, tx, jax.random.key(0, impl="rbg"))
-    x = jnp.asarray(_batch(0)["image"])
+def test_shapes_and_bounds():
+    task = vae_task.Task(tiny_config("", 2))
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)), jnp.float32)
 
     @jax.jit  # one program: eager flax applies compile op by op
-    def forward(params):
-        logits, mu, logvar = model.apply({"params": params}, (x + 1) / 2, jax.random.key(1))
-        samples = vae.sample(model, params, jax.random.key(2), 3, truncation=1.0)
-        return logits, mu, logvar, samples, vae.elbo(model, params, vae.binarise(x, jax.random.key(3)),
-                                                     jax.random.key(4))
-    logits, mu, logvar, samples, elbo = forward(state.vae.params)
+    def forward(key):
+        params = task.init(key, {"image": x}).vae.params
+        noise = jax.random.normal(jax.random.key(1), (8, 4))
+        logits, mu, logvar = task.model.apply({"params": params}, (x + 1) / 2, noise)
+        samples = vae.sample(task.model, params, jax.random.key(2), 3, truncation=1.0)
+        return logits, mu, logvar, samples, vae.elbo(task.model, params, vae.binarise(x, jax.random.key(3)), noise)
+    logits, mu, logvar, samples, elbo = forward(jax.random.key(0, impl="rbg"))  # flax init compiles faster
     chex.assert_shape(logits, (8, 28, 28, 1))
     chex.assert_shape([mu, logvar], (8, 4))
     chex.assert_shape(samples, (3, 28, 28, 1))
     assert float(jnp.min(samples)) >= -1 and float(jnp.max(samples)) <= 1
     assert float(jnp.max(elbo)) < 0  # ELBO <= log p(x) <= 0 for binary data
 
-    step = vae.make_train_step(model, tx)
-    straight = image_to_image.fit(step, state, _batch, c, str(tmp_path / "a"), log=lambda s: None)
-    c1 = _tiny_config(1)
-    image_to_image.fit(step, state, _batch, c1, str(tmp_path / "b"), log=lambda s: None)
-    resumed = image_to_image.fit(step, state, _batch, c, str(tmp_path / "b"), log=lambda s: None)
-    assert int(resumed.step) == 2
-    chex.assert_trees_all_close(resumed.vae.params, straight.vae.params, rtol=0, atol=0)
-    assert any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(straight.vae.params),
-                                                     jax.tree.leaves(state.vae.params)))
-    c.model.latent_dim = 5
+
+@pytest.mark.parametrize("field, value, message", [
+    ("data.name", "cifar10", r"unknown config.data.name 'cifar10'; allowed: \['mnist', 'fashion_mnist', 'digits'\]"),
+    ("eval.parzen", True, "MNIST protocol; allowed only with config.data.name='mnist', got 'digits'"),
+    ("model.channels", (4,), r"config.model.channels must be two integers >= 1, got \(4,\)"),
+    ("batch_size", 9, "config.batch_size=9 is not divisible by the 2 devices"),
+])
+def test_validation_names_the_bad_value(field, value, message):
+    c = set_fields(tiny_config("", 2), {"data.name": "digits"} if field == "eval.parzen" else {})
+    with pytest.raises(ValueError, match=message):
+        vae_task.validate(set_fields(c, {field: value}), 2)
+
+
+STEPS, CHECKPOINT_EVERY = 40, TINY["checkpoint_every"]
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    """The workdir of an uninterrupted in-process run of STEPS steps on one device."""
+    workdir = tmp_path_factory.mktemp("straight")
+    loop.train_and_evaluate(tiny_config(data_dir, STEPS), str(workdir), devices=ONE_DEVICE)
+    return workdir
+
+
+def training_rows(workdir) -> list[dict]:
+    return [r for r in logged_metrics(workdir) if "elbo" in r]
+
+
+def eval_json(workdir) -> dict:
+    return json.loads((workdir / "eval.json").read_text())
+
+
+def test_run_then_relaunch_with_more_steps_equals_one_run(data_dir, straight, tmp_path):
+    loop.train_and_evaluate(tiny_config(data_dir, STEPS // 2), str(tmp_path), devices=ONE_DEVICE)
+    resumed = loop.train_and_evaluate(tiny_config(data_dir, STEPS), str(tmp_path), devices=ONE_DEVICE)
+    assert [r["step"] for r in training_rows(tmp_path)] == list(range(1, STEPS + 1))  # no step logged twice
+    assert training_rows(tmp_path) == training_rows(straight)
+    assert {"step": STEPS, **resumed} == eval_json(straight)
+    assert resumed["test_elbo"] < 0 and resumed["num_test"] == 128 and "seed 1234" in resumed["protocol"]
+    assert (tmp_path / "checkpoints" / str(STEPS)).is_dir() and (tmp_path / "samples").is_dir()
+
+    example = {"image": np.zeros((1, 28, 28, 1), np.float32)}
+    _, a = runs.restore(str(straight), "vae", example)
+    _, b = runs.restore(str(tmp_path), "vae", example)
+    assert int(a.step) == STEPS and max_abs_diff(a, b) == 0.0
+    init = vae_task.Task(tiny_config(data_dir, STEPS)).init(jax.random.key(0), example)
+    assert max_abs_diff(a.vae.params, init.vae.params) > 0  # training moved the parameters
+    config, model, params = vae_task.restore(str(tmp_path))
+    assert config.steps == STEPS and model.latent_dim == 4
+    chex.assert_trees_all_equal(params, b.vae.params)
+
+    other = tiny_config(data_dir, STEPS)
+    other.model.latent_dim = 5
     with pytest.raises(ValueError, match="latent_dim"):  # a workdir of another config is refused
-        image_to_image.fit(step, state, _batch, c, str(tmp_path / "a"), log=lambda s: None)
+        loop.train_and_evaluate(other, str(tmp_path), devices=ONE_DEVICE)
+
+
+def launch_args(data_dir: str) -> list[str]:
+    return ["--config", "experiments/vae_mnist.py", *config_flags({**TINY, "steps": STEPS, "data.data_dir": data_dir})]
+
+
+def test_two_devices_log_what_one_does(data_dir, straight, tmp_path):
+    """Per-example binarisation and noise keys: 2 devices draw what 1 does; only float sums' order differs."""
+    launch_task_to_end(tmp_path, launch_args(data_dir), devices=2)
+    assert_rows_close(logged_metrics(straight), logged_metrics(tmp_path), rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(data_dir, straight, tmp_path):
+    killed_at, out = sigkill_after_checkpoint_and_relaunch(tmp_path, launch_args(data_dir), CHECKPOINT_EVERY)
+    assert CHECKPOINT_EVERY <= killed_at < STEPS and f"resumed from the checkpoint at step {killed_at}" in out
+    assert logged_metrics(tmp_path) == logged_metrics(straight)
+    assert eval_json(tmp_path) == eval_json(straight)

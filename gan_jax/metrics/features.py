@@ -4,66 +4,144 @@
   hidden dense layer and 10 logits, 28×28×1 inputs. Classifier-FID values are not comparable with
   published (Inception) FIDs (paper_tables.md §6); record the classifier's checkpoint with every number.
   The real-vs-real floor (train[0:10000] vs the 10,000 test images) depends on the classifier's
-  weights: `experiment.real_data_floor` measures it, and the reproduce command prints it with each table.
+  weights: `protocols.image_scores` with training images as the samples measures it, and the reproduce
+  command prints it with each table.
 - `inception_v3_features(weights_path)`: the FID InceptionV3 (pool3, 2048-d; 1008 logits) from a weights
   file the user provides (pytorch-fid's port of TensorFlow's 2015 graph, converted to .npz; see
   `_WEIGHTS_HELP` / the FileNotFoundError for the URL and the one-line conversion). Nothing is downloaded.
+
+`feature_pass` runs a network over a set of images as one compiled program per batch, the batch split
+over the local devices, and accumulates the FID moments (`fid.FeatureStats`) across devices and
+batches; `extract` returns the per-image features and logits.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from gan_jax.metrics import fid
+from gan_jax.metrics.batching import batched_apply  # noqa: F401  (re-exported: callers import it from here)
 
 
-@dataclasses.dataclass(frozen=True)
+AXIS = "batch"  # the 1-D mesh axis the images are split over
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class FeatureNetwork:
-    """A feature extractor: `apply_fn` maps images [B, H, W, C] in [−1, 1] (what our generators and data
-    sources produce), C one of `channels`, to (features [B, feature_dim], logits [B, num_classes]);
-    input_size is the side the network sees (after its own resizing, if any)."""
+    """A feature extractor: `forward(variables, images)` maps images [B, H, W, C] in [−1, 1] (what our
+    generators and data sources produce), C one of `channels`, to (features [B, feature_dim], logits
+    [B, num_classes]); input_size is the side the network sees (after its own resizing, if any). The
+    weights stay a separate argument, so compiled passes take them as inputs instead of baking them in."""
     name: str
-    apply_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+    forward: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    variables: Any
     input_size: int
     channels: tuple[int, ...]
     feature_dim: int
     num_classes: int
 
-
-def batched_apply(fn: Callable[[jax.Array], Any], images: np.ndarray | jax.Array, batch_size: int) -> Any:
-    """fn over images [N, ...] in batches of `batch_size` -> its outputs concatenated as numpy arrays.
-
-    The last batch is padded to full size (one compiled shape) and the padding dropped; each batch's
-    output is fetched before the next is dispatched, so only one batch is in flight.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = images.shape[0]
-    if n == 0:
-        raise ValueError("no images to apply the network to (N = 0)")
-    size = min(batch_size, n)
-    outputs = []
-    for start in range(0, n, size):
-        chunk = images[start:start + size]
-        valid = chunk.shape[0]
-        if valid < size:
-            chunk = np.concatenate([np.asarray(chunk), np.zeros((size - valid, *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(jax.tree.map(lambda o: np.asarray(o)[:valid], fn(chunk)))
-    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+    @functools.cached_property
+    def apply_fn(self) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+        """Jitted images -> (features, logits) on one device, the variables bound."""
+        return functools.partial(jax.jit(self.forward), self.variables)
 
 
-def extract(network: FeatureNetwork, images: np.ndarray | jax.Array, batch_size: int = 500
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, feature_dim], logits [N, num_classes]) of images [N, H, W, C] in [−1, 1]."""
+@dataclasses.dataclass(frozen=True)
+class FeaturePass:
+    """What `feature_pass` returns: the moments of all features, and the per-image outputs asked for."""
+    stats: fid.FeatureStats
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_step(forward: Callable, devices: tuple[jax.Device, ...], keep: tuple[str, ...]) -> Callable:
+    """(variables, stats, images [B, ...], mask [B]) -> (stats + the batch's moments, {kept outputs [B, ...]}),
+    one program over a 1-D mesh of `devices`: each device runs the network on B / len(devices) images,
+    the moments of its unmasked rows are summed over the mesh (`fid.psum_stats`) and merged into the
+    replicated running moments."""
+    mesh = Mesh(np.asarray(devices), (AXIS,))
+
+    def step(variables: Any, stats: fid.FeatureStats, images: jax.Array, mask: jax.Array
+             ) -> tuple[fid.FeatureStats, dict[str, jax.Array]]:
+        feats, logits = forward(variables, images)
+        batch = fid.psum_stats(fid.batch_stats(feats.astype(stats.mean.dtype), mask), AXIS)
+        outputs = {"features": feats, "logits": logits}
+        return fid.merge(stats, batch), {k: outputs[k] for k in keep}
+
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
+                                 out_specs=(P(), P(AXIS))))
+
+
+def _check_images(network: FeatureNetwork, images: np.ndarray | jax.Array) -> None:
     if images.ndim != 4 or images.shape[-1] not in network.channels:
         raise ValueError(f"{network.name} takes images [N, H, W, C] with C in {network.channels}, "
                          f"got shape {images.shape}")
-    return batched_apply(network.apply_fn, images, batch_size)
+    if images.shape[0] == 0:
+        raise ValueError(f"no images to apply {network.name} to (N = 0)")
+
+
+def feature_pass(network: FeatureNetwork, images: np.ndarray | jax.Array, batch_size: int = 500, *,
+                 keep_features: bool = False, keep_logits: bool = False,
+                 devices: Sequence[jax.Device] | None = None) -> FeaturePass:
+    """The network over images [N, H, W, C] in [−1, 1]: the streaming moments of the features (for FID),
+    and the features / logits [N, ...] themselves if asked (KID needs features, IS logits).
+
+    Each batch of `batch_size` images (rounded up to a multiple of the device count) is split over
+    `devices` (default: this process's local devices) and processed by one compiled program that also
+    reduces the moments across them. The last batch is padded with masked rows, so counts are exact and
+    the result does not depend on the device count beyond float rounding. At most two batches are in
+    flight (a waited-on step before each new one), which also keeps CPU collectives clear of deadlock.
+    """
+    _check_images(network, images)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    devices = tuple(devices) if devices is not None else tuple(jax.local_devices())
+    n = images.shape[0]
+    size = -(-min(batch_size, n) // len(devices)) * len(devices)
+    keep = tuple(k for k, wanted in (("features", keep_features), ("logits", keep_logits)) if wanted)
+    step = _compiled_step(network.forward, devices, keep)
+    mesh = Mesh(np.asarray(devices), (AXIS,))
+    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    variables = jax.device_put(network.variables, replicated)
+    stats = jax.device_put(fid.init_stats(network.feature_dim), replicated)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    previous: tuple[dict[str, jax.Array], int] | None = None
+
+    def collect(outputs: dict[str, jax.Array], valid: int) -> None:
+        for k, v in outputs.items():
+            parts[k].append(np.asarray(v)[:valid])
+
+    for start in range(0, n, size):
+        chunk = np.asarray(images[start:start + size])
+        valid = chunk.shape[0]
+        if valid < size:
+            chunk = np.concatenate([chunk, np.zeros((size - valid, *chunk.shape[1:]), chunk.dtype)])
+        mask = np.arange(size) < valid
+        last_stats = stats
+        stats, outputs = step(variables, stats, jax.device_put(chunk, split), jax.device_put(mask, split))
+        jax.block_until_ready(last_stats)
+        if previous is not None:
+            collect(*previous)
+        previous = (outputs, valid)
+    collect(*previous)
+    return FeaturePass(stats=jax.device_get(stats), **{k: np.concatenate(v) for k, v in parts.items()})
+
+
+def extract(network: FeatureNetwork, images: np.ndarray | jax.Array, batch_size: int = 500,
+            devices: Sequence[jax.Device] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, feature_dim], logits [N, num_classes]) of images [N, H, W, C] in [−1, 1], computed
+    by `feature_pass` over the local devices."""
+    out = feature_pass(network, images, batch_size, keep_features=True, keep_logits=True, devices=devices)
+    return out.features, out.logits
 
 
 def lenet_features(workdir: str) -> FeatureNetwork:
@@ -73,15 +151,14 @@ def lenet_features(workdir: str) -> FeatureNetwork:
     """
     from gan_jax.metrics import classifier
     model, params, meta = classifier.load_classifier(workdir)
-    apply_fn = classifier.make_apply_fn(model, params)
 
-    def checked(images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def forward(params: Any, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         if images.shape[1:] != classifier.IMAGE_SHAPE:
             raise ValueError(f"the LeNet classifier takes images [B, 28, 28, 1], got shape {images.shape}")
-        return apply_fn(images)
+        return model.apply({"params": params}, images, train=False)
 
-    return FeatureNetwork(name=f"lenet_{meta['dataset']}", apply_fn=checked, input_size=28, channels=(1,),
-                          feature_dim=meta["feature_dim"], num_classes=meta["num_classes"])
+    return FeatureNetwork(name=f"lenet_{meta['dataset']}", forward=forward, variables=params, input_size=28,
+                          channels=(1,), feature_dim=meta["feature_dim"], num_classes=meta["num_classes"])
 
 
 # ----------------------------------------------------------------------------------------- InceptionV3
@@ -269,11 +346,13 @@ def inception_v3_features(weights_path: str) -> FeatureNetwork:
     to 1e-6 of their largest value for 28×28×1, 64×64×3 and 512×400×3 inputs. Not checked against
     published features: the real weights are not available offline.
     """
-    variables = load_inception_variables(weights_path)
-    forward = jax.jit(lambda v, images: InceptionV3().apply(v, inception_preprocess(images)))
-    apply_fn = functools.partial(forward, variables)  # weights as an argument, not 24M baked-in constants
-    return FeatureNetwork(name="inception_v3_fid", apply_fn=apply_fn, input_size=INCEPTION_SIZE, channels=(1, 3),
-                          feature_dim=2048, num_classes=1008)
+    return FeatureNetwork(name="inception_v3_fid", forward=_inception_forward,
+                          variables=load_inception_variables(weights_path), input_size=INCEPTION_SIZE,
+                          channels=(1, 3), feature_dim=2048, num_classes=1008)
+
+
+def _inception_forward(variables: dict[str, Any], images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return InceptionV3().apply(variables, inception_preprocess(images))
 
 
 def inception_preprocess(images: jax.Array) -> jax.Array:

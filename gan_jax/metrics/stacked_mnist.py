@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
-from gan_jax.metrics.features import batched_apply
+from gan_jax.metrics.batching import batched_apply
 
 NUM_MODES = 1000
 NUM_SAMPLES = 26_000
@@ -45,21 +45,39 @@ def mode_statistics(ids: jax.Array, num_modes: int = NUM_MODES) -> dict[str, jax
     return {"modes": jnp.sum(counts > 0), "kl": jnp.sum(xlogy(p, num_modes * p))}
 
 
+def channel_images(images: np.ndarray | jax.Array) -> jax.Array:
+    """Images [N, H, W, 3] -> [3N, H, W, 1]: each channel as its own grey image, in the order sample 0
+    R, G, B, sample 1 R, ..."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Stacked-MNIST images must be [N, H, W, 3], got shape {images.shape}")
+    n, h, w, _ = images.shape
+    return jnp.moveaxis(jnp.asarray(images), -1, 1).reshape(n * 3, h, w, 1)
+
+
 def channel_logits(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
                    batch_size: int = 1000) -> np.ndarray:
     """classify_fn's logits [N, 3, 10] of images [N, 28, 28, 3] in [−1, 1], each channel read as its
     own 28×28×1 image."""
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"Stacked-MNIST images must be [N, H, W, 3], got shape {images.shape}")
-    n, h, w, _ = images.shape
-    channels = jnp.moveaxis(jnp.asarray(images), -1, 1).reshape(n * 3, h, w, 1)
-    return np.asarray(batched_apply(classify_fn, channels, batch_size)).reshape(n, 3, -1)
+    channels = channel_images(images)
+    return np.asarray(batched_apply(classify_fn, channels, batch_size)).reshape(images.shape[0], 3, -1)
 
 
 def channel_digits(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
                    batch_size: int = 1000) -> np.ndarray:
     """Digits [N, 3] of images [N, 28, 28, 3]: the argmax of each channel's logits."""
     return np.argmax(channel_logits(images, classify_fn, batch_size), axis=-1)
+
+
+def modes_of_logits(logits: np.ndarray | jax.Array) -> dict[str, float | int]:
+    """{"modes", "kl", "confident", "num_samples"} of the channel logits [N, 3, 10] of N generated images
+    (see `stacked_mnist_modes`)."""
+    logits = jnp.asarray(logits)
+    if logits.ndim != 3 or logits.shape[1] != 3:
+        raise ValueError(f"channel logits must be [N, 3, num_classes], got shape {logits.shape}")
+    stats = mode_statistics(mode_ids(jnp.argmax(logits, axis=-1)))
+    sure = jnp.all(jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1) >= CONFIDENCE, axis=-1)
+    return {"modes": int(stats["modes"]), "kl": float(stats["kl"]), "confident": float(jnp.mean(sure)),
+            "num_samples": int(logits.shape[0])}
 
 
 def stacked_mnist_modes(images: np.ndarray | jax.Array, classify_fn: Callable[[jax.Array], jax.Array],
@@ -69,8 +87,4 @@ def stacked_mnist_modes(images: np.ndarray | jax.Array, classify_fn: Callable[[j
     logits). The papers count a triple however unsure the classifier is, so blurred samples can hit
     many modes by chance; "confident" (not in the papers) is the fraction of samples whose three channels
     all get a class probability >= `CONFIDENCE`, to read beside the mode count (real data: 0.972)."""
-    logits = jnp.asarray(channel_logits(images, classify_fn, batch_size))
-    stats = mode_statistics(mode_ids(jnp.argmax(logits, axis=-1)))
-    sure = jnp.all(jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1) >= CONFIDENCE, axis=-1)
-    return {"modes": int(stats["modes"]), "kl": float(stats["kl"]), "confident": float(jnp.mean(sure)),
-            "num_samples": int(images.shape[0])}
+    return modes_of_logits(channel_logits(images, classify_fn, batch_size))

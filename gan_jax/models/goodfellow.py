@@ -77,6 +77,8 @@ class GoodfellowDiscriminator(nn.Module):
 
     Maxout unit u of a layer: h_u = max_p (W x + b)_{u·pieces + p} (Goodfellow et al. 2013).
     Dropout draws from the "dropout" RNG stream when train=True and is off when train=False.
+    With ``return_features=True`` returns (scores, features): the last maxout layer's output [B, hidden[-1]]
+    (after its dropout: the output unit's input).
     """
 
     hidden: Sequence[int] = (240, 240)
@@ -87,7 +89,8 @@ class GoodfellowDiscriminator(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool,
+                 return_features: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         for name, rate in (("input_dropout", self.input_dropout), ("hidden_dropout", self.hidden_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
@@ -97,4 +100,5 @@ class GoodfellowDiscriminator(nn.Module):
         for width in self.hidden:
             h = Maxout(width, self.pieces, kernel_init=init, dtype=self.dtype)(h)
             h = nn.Dropout(self.hidden_dropout, deterministic=not train)(h)
-        return nn.Dense(1, kernel_init=init, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+        scores = nn.Dense(1, kernel_init=init, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+        return (scores, h) if return_features else scores

@@ -132,14 +132,17 @@ max_over_pieces.defvjp(_max_over_pieces_fwd, _max_over_pieces_bwd)
 
 
 class MLPCritic(nn.Module):
-    """x [B, ...] (flattened) → scores [B]: maxout (pieces > 1) or LeakyReLU(0.2) hidden layers."""
+    """x [B, ...] (flattened) → scores [B]: maxout (pieces > 1) or LeakyReLU(0.2) hidden layers.
+
+    With ``return_features=True`` returns (scores, features): the last hidden layer [B, hidden[-1]]."""
 
     hidden: Sequence[int] = (200, 200, 200)
     pieces: int = 5
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool,
+                 return_features: bool = False) -> jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray]:
         del train  # no batch statistics or dropout
         h = x.reshape(x.shape[0], -1).astype(self.dtype)
         for width in self.hidden:
@@ -147,4 +150,5 @@ class MLPCritic(nn.Module):
                 h = Maxout(width, self.pieces, dtype=self.dtype)(h)
             else:
                 h = nn.leaky_relu(nn.Dense(width, kernel_init=DCGAN_INIT, dtype=self.dtype)(h), 0.2)
-        return nn.Dense(1, kernel_init=DCGAN_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+        scores = nn.Dense(1, kernel_init=DCGAN_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+        return (scores, h) if return_features else scores
