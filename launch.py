@@ -21,6 +21,9 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-host r
 flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() with auto-detection (TPU pod, SLURM).")
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"],
                   "Level of library logs on stderr (orbax logs every save at info).")
+flags.DEFINE_boolean("overwrite", False, "Move another run's files in --workdir aside (into replaced-<time>/) "
+                     "instead of refusing them.")
+flags.DEFINE_boolean("verbose", False, "Show the traceback of user errors too (also: GAN_JAX_VERBOSE=1).")
 flags.mark_flags_as_required(["config", "workdir"])
 ROOT = os.path.dirname(os.path.abspath(__file__))
 _OVERRIDES: list[str] = []
@@ -36,26 +39,35 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(FLAGS.log_level)
+    try:
+        run()
+    except Exception as e:  # a user error in one line; anything else with its traceback
+        from gan_jax.errors import user_message
+        message = user_message(e)
+        if message is None or FLAGS.verbose or os.environ.get("GAN_JAX_VERBOSE"):
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(2)
+
+
+def run() -> None:
     from gan_jax import host_memory
     host_memory.keep_freed_memory()  # before JAX starts its threads
     from gan_jax.config_files import load_experiment
-    try:
-        config = load_experiment(FLAGS.config, _OVERRIDES, ROOT)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    config = load_experiment(FLAGS.config, _OVERRIDES, ROOT)
     import jax
     if FLAGS.coordinator_address or FLAGS.num_processes is not None or FLAGS.process_id is not None:
         missing = [n for n in ("coordinator_address", "num_processes", "process_id") if getattr(FLAGS, n) is None]
         if missing:
-            raise app.UsageError(f"multi-host runs need all of --coordinator_address, --num_processes, "
-                                 f"--process_id; missing: {missing}")
+            raise ValueError(f"multi-host runs need all of --coordinator_address, --num_processes, "
+                             f"--process_id; missing: {missing}")
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     elif FLAGS.distributed:
         jax.distributed.initialize()
     print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices "
           f"of {jax.device_count()} ({jax.devices()[0].platform})", flush=True)
     from gan_jax import loop
-    results = loop.train_and_evaluate(config, FLAGS.workdir)
+    results = loop.train_and_evaluate(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     scalars = {k: v for k, v in (results or {}).items() if isinstance(v, numbers.Number)}
     if jax.process_index() == 0 and scalars:
         print("final evaluation: " + ", ".join(f"{k} = {v:.4g}" for k, v in scalars.items()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from typing import Any
 
 import ml_collections
@@ -19,6 +20,7 @@ FREE_FORM = ("model.generator", "model.critic", "optim.generator", "optim.critic
              "optim.source", "optim.target")
 # Fields that may change between a run and its resumption (they do not change the trajectory).
 RESUMABLE_FIELDS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "eval_every",
+                    "max_abs_loss",
                     "eval", "data.data_dir", "data.manual_dir", "adapt_steps")
 # Top-level fields that must be integers >= 1 in every task.
 POSITIVE_FIELDS = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every")
@@ -41,6 +43,8 @@ def common_config(task: str) -> ml_collections.ConfigDict:
     # 0: only at the end). It reads the state and leaves the trajectory unchanged.
     c.eval_every = 0
     c.parallel = "shard_map"
+    # The divergence guard: a logged loss of larger magnitude stops the run like a NaN does.
+    c.max_abs_loss = 1e10
     return c
 
 
@@ -60,6 +64,11 @@ def check_fields(config: ml_collections.ConfigDict, schema: ml_collections.Confi
              f"config.eval_every must be an integer >= 0 (0: evaluate only at the end), got {config.eval_every!r}")
     _require(config.parallel in PARALLEL_MODES,
              f"unknown config.parallel {config.parallel!r}; allowed: {list(PARALLEL_MODES)}")
+    _require(isinstance(config.max_abs_loss, (int, float)) and config.max_abs_loss > 0,
+             f"config.max_abs_loss must be a number > 0, got {config.max_abs_loss!r}")
+    for field, value in _flatten_all(config).items():
+        for v in value if isinstance(value, (tuple, list)) else [value]:
+            _require(not isinstance(v, float) or math.isfinite(v), f"config.{field} must be finite, got {value!r}")
 
 
 def fill_model_options(config: ml_collections.ConfigDict) -> None:
@@ -125,7 +134,8 @@ def _coerce(field: str, current: Any, text: str) -> Any:
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        value = text
+        # inf and nan are numbers to a float field, so that validation can name them as non-finite.
+        value = float(text) if text.strip().lower().lstrip("+-") in ("inf", "infinity", "nan") else text
     if current is None:
         return value
     if isinstance(current, str):
@@ -269,5 +279,5 @@ def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str
             options = json_form(models.option_defaults(kind, spec.get("name")))
             saved[f"model.{kind}"] = {**{k: v for k, v in options.items() if k in now}, **spec}
     keys = sorted(k for k in set(saved) | set(current) if relevant(k))
-    return [f"{k}: checkpoint has {saved.get(k, '<absent>')!r}, config has {current.get(k, '<absent>')!r}"
+    return [f"{k}: the run has {saved.get(k, '<absent>')!r}, this config has {current.get(k, '<absent>')!r}"
             for k in keys if saved.get(k) != current.get(k)]

@@ -18,7 +18,10 @@ def load_config(spec: str, root: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     if root not in sys.path:
         sys.path.insert(0, root)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ValueError(f"config file {e.filename}, line {e.lineno}: {e.msg}") from None
     return module.get_config(variant) if variant else module.get_config()
 
 

@@ -21,7 +21,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gan_jax import checkpoint, parallel, state as state_lib, tasks, visualize, writers
+from gan_jax import checkpoint, config as config_lib, parallel, state as state_lib, tasks, visualize, writers
+from gan_jax import workdir as workdir_lib
 from gan_jax.runs import CONFIG_FILE, EVAL_FILE
 from gan_jax.data.pipeline import prefetch_in_background
 
@@ -33,6 +34,10 @@ FINITE = "finite"
 
 class NonFiniteLossError(FloatingPointError):
     """A loss or parameter became NaN or Inf; the last good checkpoint is kept."""
+
+
+class DivergedError(FloatingPointError):
+    """A loss exceeded config.max_abs_loss; the last good checkpoint is kept."""
 
 
 class _StopRequested:
@@ -65,56 +70,72 @@ def checked_step(train_step: Callable) -> Callable:
     return step
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None
-                       ) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
+                       overwrite: bool = False) -> dict[str, Any]:
     """Train (or resume) the experiment `config` in `workdir` on `devices` (default: all); returns the
-    final evaluation."""
+    final evaluation. `overwrite`: move another run's files in `workdir` aside instead of refusing them."""
     mesh = parallel.make_mesh(devices)
     task = tasks.build(config, num_devices=mesh.size)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if is_chief:
+            os.makedirs(workdir, exist_ok=True)
+            stack.enter_context(workdir_lib.Lock(workdir))
+            moved = workdir_lib.move_aside(workdir) if overwrite else None
+            if moved:
+                _say(f"moved the workdir's earlier files to {moved}")
+            workdir_lib.check_writable(workdir)
+            workdir_lib.claim(workdir, config)
+        return _train(config, task, mesh, workdir)
 
+
+def _train(config: ml_collections.ConfigDict, task: tasks.Task, mesh, workdir: str) -> dict[str, Any]:
+    is_chief = jax.process_index() == 0
     batch_fn = task.batches(jax.process_index(), jax.process_count())
     step_fn = parallel.parallelize(checked_step(task.train_step), config.parallel, mesh, batch_axis=task.batch_axis)
 
     ckpt = checkpoint.Checkpointer(workdir, config)
     ckpt.check_config()
     key = jax.random.key(config.seed)
-    example = batch_fn(0)
+    example = checked_batch(0, batch_fn(0))
     init = lambda k: task.init(k, example)
     replicated = NamedSharding(mesh, P())
     state = ckpt.restore(jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                       jax.eval_shape(init, key)))
     if state is None:
+        if is_chief:
+            _refuse_unrecoverable_logs(workdir)
         state = jax.jit(init, out_shardings=replicated)(key)
         _say(f"new run in {workdir}")
     start = int(jax.device_get(state.step))
     if start:
         _say(f"resumed from the checkpoint at step {start} in {workdir}")
     if is_chief:
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            json.dump(json.loads(config.to_json_best_effort()), f, indent=2)
+        workdir_lib.write_json(os.path.join(workdir, CONFIG_FILE), json.loads(config.to_json_best_effort()), indent=2)
 
     writer = writers.MetricWriter(workdir, enabled=is_chief, resume_step=start)
     progress = writers.Progress(start, config.steps, enabled=is_chief)
     sync_every = min(config.log_every, MAX_STEPS_IN_FLIGHT) if mesh.size > 1 else config.log_every
+    guard = Guard(config)
     device_state = step_fn.put_state(state)
     del state
     pending: list[tuple[int, dict]] = []
     stop = _StopRequested()
     step = start
-    batches = prefetch_in_background(map(batch_fn, range(start, config.steps)), 2)
+    batches = prefetch_in_background((checked_batch(s, batch_fn(s)) for s in range(start, config.steps)), 2)
     try:
         with stop.installed():
             while step < config.steps:
                 device_state, metrics = step_fn(device_state, step_fn.put_batch(next(batches)))
                 step += 1
                 pending.append((step, metrics))
-                # Read the flag once: a signal landing between two reads would skip the save yet stop.
-                signum = stop.signum
+                sync = step % sync_every == 0
+                # Read the flag once (a signal landing between two reads would skip the save yet stop); with
+                # several processes, stop only where all have agreed, at a step every process reaches.
+                signum = agree_on_stop(stop.signum, sync)
                 boundary = step % config.checkpoint_every == 0 or step == config.steps or signum is not None
-                if boundary or step % sync_every == 0:
-                    _check_and_log(pending, writer, progress, config.log_every)
+                if boundary or sync:
+                    _check_and_log(pending, writer, progress, config.log_every, guard)
                     pending = []
                 if step % config.sample_every == 0 and is_chief:
                     _draw(task, step_fn.get_state(device_state), workdir, writer, step)
@@ -134,8 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
         results = task.evaluate(final)
         if is_chief:
             _draw(task, final, workdir, writer, step)
-            with open(os.path.join(workdir, EVAL_FILE), "w") as f:
-                json.dump({"step": step, **results}, f, indent=2, default=_json_default)
+            workdir_lib.write_json(os.path.join(workdir, EVAL_FILE), {"step": step, **results}, indent=2,
+                                   default=_json_default)
             writer.write(step, _scalars(results, "eval/"))
         return results
     finally:
@@ -144,6 +165,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
         ckpt.close()
         progress.close()
         writer.close()
+
+
+def agree_on_stop(signum: int | None, sync_point: bool) -> int | None:
+    """The signal to stop on: this process's own with one process; with several, the first signal any process
+    got, decided only at sync points (every process reaches the same ones), so all save the same step and exit."""
+    if jax.process_count() == 1:
+        return signum
+    if not sync_point:
+        return None
+    from jax.experimental import multihost_utils
+    signals = np.asarray(multihost_utils.process_allgather(np.int32(signum or 0)))
+    return int(signals.max()) or None
+
+
+def checked_batch(step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`batch`, refused when a floating-point array holds NaN or Inf (bad data must not reach the step)."""
+    for name, value in batch.items():
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise ValueError(f"the training batch of step {step} holds NaN or Inf in {name!r}: check the data files")
+    return batch
+
+
+def _refuse_unrecoverable_logs(workdir: str) -> None:
+    """A new run must not overwrite the logs of steps it has no checkpoint for (a deleted checkpoints/ folder)."""
+    path = os.path.join(workdir, writers.METRICS_FILE)
+    steps = [row["step"] for row in writers.read_rows(path)] if os.path.exists(path) else []
+    if steps:
+        raise workdir_lib.WorkdirError(
+            f"{workdir} logs steps up to {max(steps)} but holds no checkpoint to resume them from; start fresh with "
+            "another --workdir, or --overwrite to move the old files aside")
+
+
+class Guard:
+    """Stops a diverged run: a loss whose magnitude exceeds `config.max_abs_loss`, named with the learning rates."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.bound = config.max_abs_loss
+        rates = {k: v for k, v in config_lib.flatten(config).items() if k.endswith("learning_rate")}
+        for k, v in config_lib.flatten(config).items():   # optimiser specs are free-form dicts
+            if isinstance(v, dict) and "learning_rate" in v:
+                rates[f"{k}.learning_rate"] = v["learning_rate"]
+        self.rates = ", ".join(f"config.{k}={v:g}" for k, v in sorted(rates.items())) or "none configured"
+
+    def check(self, step: int, metrics: dict[str, float]) -> None:
+        over = {k: v for k, v in metrics.items() if "loss" in k and abs(v) > self.bound}
+        if over:
+            names = ", ".join(f"{k} = {v:.3g}" for k, v in sorted(over.items()))
+            raise DivergedError(f"diverged at step {step}: {names} exceeds config.max_abs_loss = {self.bound:g} "
+                                f"(learning rates: {self.rates}); stopped without saving: the last checkpoint is "
+                                "the last good state")
 
 
 def _say(message: str) -> None:
@@ -166,7 +238,7 @@ def _json_default(x: Any) -> Any:
 
 
 def _check_and_log(pending: list[tuple[int, dict]], writer: writers.MetricWriter, progress: writers.Progress,
-                   log_every: int) -> None:
+                   log_every: int, guard: Guard) -> None:
     """Fetch the pending steps' metrics (this waits for them), stop on a non-finite one, log."""
     fetched = jax.device_get([m for _, m in pending])
     for (step, _), m in zip(pending, fetched):
@@ -176,6 +248,7 @@ def _check_and_log(pending: list[tuple[int, dict]], writer: writers.MetricWriter
         if bad:
             raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step} ({m}); stopped without "
                                      "saving: the last checkpoint is the last good state")
+        guard.check(step, m)
         if step % log_every == 0:
             writer.write(step, m)
         last = m

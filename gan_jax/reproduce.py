@@ -389,8 +389,7 @@ def _numbers(ev: dict) -> dict[str, float]:
 def _curve(run_dir: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """{step: {metric: value}} from the eval/* rows of a run's metrics.jsonl (config.eval_every and the end); a
     metric a row lacks (a run resumed under code that added it) is left out of that step."""
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = writers.read_rows(os.path.join(run_dir, writers.METRICS_FILE))
     return {str(r["step"]): {m: r[f"eval/{m}"] for m in metrics if f"eval/{m}" in r}
             for r in rows if f"eval/{metrics[0]}" in r}
 
@@ -401,9 +400,8 @@ def _train_seconds(run_dir: str) -> float | None:
     path = os.path.join(run_dir, writers.METRICS_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        last = [line for line in f if line.strip()][-1:]
-    return json.loads(last[0]).get(writers.WALL_KEY) if last else None
+    rows = writers.read_rows(path)
+    return rows[-1].get(writers.WALL_KEY) if rows else None
 
 
 def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> list[str]:

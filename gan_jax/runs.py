@@ -5,6 +5,7 @@ A workdir written by the training loop (`gan_jax.loop`) holds `config.json` (wri
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from typing import Any
@@ -18,23 +19,46 @@ CONFIG_FILE = "config.json"  # the run's config, written at each launch
 EVAL_FILE = "eval.json"      # the final evaluation, written at the end of the run
 
 
-def restore(workdir: str, task: str, example_batch: dict[str, Any]) -> tuple[ml_collections.ConfigDict, Any]:
-    """(config, latest checkpointed state) of the run of `task` in `workdir`, from its config.json and
-    checkpoints; `example_batch` gives the shapes `Task.init` needs (no data is read)."""
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config.json of the run in `workdir`."""
     path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {workdir}: not the workdir of a run of launch.py")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, f"no {CONFIG_FILE}: {workdir} is not the workdir of a run of launch.py",
+                                path)
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    if config.task != task:
-        raise ValueError(f"{workdir} holds a run of task {config.task!r}, not {task!r}")
-    built = tasks.build(config)
-    ckpt = checkpoint.Checkpointer(workdir, config)
+        return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def _tuples(value: Any) -> Any:
+    """JSON's lists as the tuples the config files write (networks built from them must hash, for `jax.jit`)."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def restore_state(workdir: str, config: ml_collections.ConfigDict, abstract_state: Any) -> Any:
+    """The newest usable checkpointed state of `workdir`, laid out like `abstract_state`."""
+    directory = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+    if not os.path.isdir(directory):   # checked first: orbax's CheckpointManager would create the folder
+        raise FileNotFoundError(errno.ENOENT, f"no checkpoint in {workdir}", directory)
+    ckpt = checkpoint.Checkpointer(workdir, config, read_only=True)
     try:
-        ckpt.check_config()
-        state = ckpt.restore(jax.eval_shape(lambda k: built.init(k, example_batch), jax.random.key(config.seed)))
+        state = ckpt.restore(abstract_state)
     finally:
         ckpt.close()
     if state is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir}")
-    return config, state
+        raise FileNotFoundError(errno.ENOENT, f"no checkpoint in {workdir}", directory)
+    return state
+
+
+def restore(workdir: str, task: str, example_batch: dict[str, Any]) -> tuple[ml_collections.ConfigDict, Any]:
+    """(config, newest usable checkpointed state) of the run of `task` in `workdir`; `example_batch` gives the
+    shapes `Task.init` needs (no data is read). Nothing is written."""
+    config = read_config(workdir)
+    if config.task != task:
+        raise ValueError(f"{workdir} holds a run of task {config.task!r}, not {task!r}")
+    built = tasks.build(config)
+    abstract = jax.eval_shape(lambda k: built.init(k, example_batch), jax.random.key(config.seed))
+    return config, restore_state(workdir, config, abstract)

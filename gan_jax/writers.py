@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Mapping
 
@@ -41,7 +42,7 @@ class MetricWriter:
             return
         values = {k: float(v) for k, v in scalars.items()}
         wall = {} if self._offset is None else {WALL_KEY: self._offset + time.monotonic() - self._t0}
-        with open(self._path, "a") as f:
+        with open(self._path, "a") as f:   # one write per row: a kill can tear the last row only
             f.write(json.dumps({"step": step, **values, **wall}) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(k, v, step)
@@ -56,16 +57,33 @@ class MetricWriter:
             self._tb.close()
 
 
+def read_rows(path: str) -> list[dict]:
+    """The rows of a metrics.jsonl. A line a kill left half-written (the last one) is dropped with a note on
+    stderr; an unreadable line elsewhere is a damaged file and raises ValueError naming it."""
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1 or line.endswith("\n"):
+                raise ValueError(f"{path}: line {i + 1} is not JSON ({line[:60]!r}...)") from None
+            print(f"note: dropped the half-written last line of {path}", file=sys.stderr)
+    return rows
+
+
 def _truncate_after(path: str, step: int) -> float | None:
-    """Drop lines logged after `step` by a run that died before its next checkpoint; the `wall_s` of the last line
-    kept (0 for a new run, None if that line has none)."""
+    """Drop lines logged after `step` by a run that died before its next checkpoint (and a half-written last
+    line); the `wall_s` of the last line kept (0 for a new run, None if that line has none)."""
     if not os.path.exists(path):
         return 0.0
-    with open(path) as f:
-        kept = [(line, row) for line in f if line.strip() and (row := json.loads(line))["step"] <= step]
-    with open(path, "w") as f:
-        f.writelines(line for line, _ in kept)
-    return kept[-1][1].get(WALL_KEY) if kept else 0.0
+    kept = [row for row in read_rows(path) if row["step"] <= step]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in kept)
+    os.replace(tmp, path)
+    return kept[-1].get(WALL_KEY) if kept else 0.0
 
 
 class Progress:

@@ -57,7 +57,7 @@ def mnist(tmp_path_factory):
     """(data_dir, raw train images [N, 28, 28], raw train labels [N]) of a tiny MNIST built offline."""
     tmp = tmp_path_factory.mktemp("mnist")
     manual = tiny_idx_dir(tmp / "my_mnist", SHARED / "mnist")
-    data.prepare("mnist", str(tmp / "tfds"), str(manual))
+    data.prepare("mnist", str(tmp / "tfds"), str(manual), verify=False)  # a subset: not the published files
     images = raw_idx(SHARED / "mnist" / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:N_TRAIN]
     labels = raw_idx(SHARED / "mnist" / "train-labels-idx1-ubyte.gz", 8)[:N_TRAIN].astype(np.int64)
     return str(tmp / "tfds"), images, labels
@@ -123,13 +123,13 @@ def test_fit_image_crops_non_square_to_its_centre_before_resizing():
 
 def test_fashion_mnist_from_ungzipped_files(tmp_path):
     manual = tiny_idx_dir(tmp_path / "fashion", SHARED / "fashion_mnist", compress=False)
-    source = make_image_source("fashion_mnist", str(tmp_path / "tfds"), "test", manual_dir=str(manual))
+    source = make_image_source("fashion_mnist", str(tmp_path / "tfds"), "test", manual_dir=str(manual), verify=False)
     labels = raw_idx(SHARED / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz", 8)[:N_TEST]
     np.testing.assert_array_equal(source.__getitems__(np.arange(N_TEST))["label"], labels)
 
 
 def test_read_idx_rejects_a_bad_magic_number():
-    with pytest.raises(ValueError, match="magic bytes 0x0000 0x0d"):
+    with pytest.raises(ValueError, match="idx file is not an unsigned-byte idx file \\(magic bytes 0x0000 0x0d"):
         tfds_local.read_idx(io.BytesIO(struct.pack(">HBBI", 0, 0x0D, 1, 3) + b"abc"))
 
 
@@ -146,7 +146,8 @@ def test_prepare_is_idempotent_and_refuses_a_different_size(mnist):
 def test_max_examples_and_cli_build_from_the_shared_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no --data_dir: TFDS's default
     cli_main(["--dataset", "stacked_mnist", "--max_examples", "20"])
-    assert f"mnist: {tmp_path / 'mnist' / '1.0.0'} (test: 20, train: 20)" in capsys.readouterr().out
+    assert (f"mnist: {tmp_path / 'mnist' / '1.0.0'} (test: 20, train: 20); original files verified against their "
+            "published checksums") in capsys.readouterr().out
     with pytest.raises(ValueError, match="max_examples=20, not the requested None"):
         data.prepare("mnist", str(tmp_path))
 
@@ -377,7 +378,7 @@ def test_cifar10_from_batches_folder_and_tarball(tmp_path):
         tar.add(folder, arcname="cifar-10-batches-py")
     first = pickle.loads(blobs["data_batch_1"])
     for manual in (folder.parent, tar_dir):
-        source = make_image_source("cifar10", str(manual / "tfds"), "train", manual_dir=str(manual))
+        source = make_image_source("cifar10", str(manual / "tfds"), "train", manual_dir=str(manual), verify=False)
         assert len(source) == 15
         ex = source[1]
         chex.assert_shape(ex["image"], (32, 32, 3))
@@ -390,7 +391,7 @@ def test_cifar10_from_batches_folder_and_tarball(tmp_path):
 def test_cifar_reader_refuses_pickles_that_run_code():
     evil = pickle.dumps({b"data": __import__("os").getcwd}, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="refers to posix.getcwd"):
-        tfds_local._cifar_batch(evil)
+        tfds_local._cifar_batch(evil, "data_batch_1")
 
 
 def test_celeb_a_from_aligned_jpegs(tmp_path):
@@ -402,7 +403,7 @@ def test_celeb_a_from_aligned_jpegs(tmp_path):
         Image.fromarray(pixels).save(tmp_path / "img_align_celeba" / f"{i:06d}.jpg", quality=90)
     (tmp_path / "list_eval_partition.txt").write_text("".join(f"{i:06d}.jpg {p}\n" for i, p in enumerate(parts, 1)))
     data_dir = str(tmp_path / "tfds")
-    train = make_image_source("celeb_a", data_dir, "train", manual_dir=str(tmp_path))
+    train = make_image_source("celeb_a", data_dir, "train", manual_dir=str(tmp_path), verify=False)
     assert len(train) == 3 and len(make_image_source("celeb_a", data_dir, "validation")) == 1
     ex = train[2]  # the third train image is 000005.jpg
     assert set(ex) == {"image"}  # CelebA has no class label

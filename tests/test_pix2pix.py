@@ -235,6 +235,7 @@ def test_two_devices_equal_one_device(tmp_path):
     np.testing.assert_allclose(two["l1"], one["l1"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sigkill_then_relaunch_equals_uninterrupted_run(tmp_path, data_dir):
     spec = "experiments/pix2pix_inpainting.py:mnist"
     overrides = {**TINY, "data.data_dir": data_dir, "steps": 12, "checkpoint_every": 4, "sample_every": 100}

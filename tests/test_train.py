@@ -244,7 +244,7 @@ def test_a_checkpoint_without_a_newer_field_counts_it_as_its_default():
     assert config_lib.differing_fields(saved, current) == []
     current["loss.simultaneous"] = True
     assert config_lib.differing_fields(saved, current) == [
-        "loss.simultaneous: checkpoint has False, config has True"]
+        "loss.simultaneous: the run has False, this config has True"]
     # An architecture option added later (PacGAN's batch norm of the MLP) counts as that network's default.
     current = json.loads(json.dumps(config_lib.flatten(tiny_config("gan", **{"model.generator": dict(
         name="mlp", hidden=(16, 16), out_dim=2, batch_norm=True, bn_per_slot=False, bn_momentum=0.9)})), default=str))
@@ -253,7 +253,7 @@ def test_a_checkpoint_without_a_newer_field_counts_it_as_its_default():
     assert config_lib.differing_fields(saved, current) == []
     current["model.generator"] = {**spec, "bn_momentum": 0.95}
     (diff,) = config_lib.differing_fields(saved, current)
-    assert diff.startswith("model.generator: checkpoint has {") and "'bn_momentum': 0.9," in diff
+    assert diff.startswith("model.generator: the run has {") and "'bn_momentum': 0.9," in diff
 
 
 def simultaneous_config(**overrides):

@@ -19,14 +19,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="folder holding the original files (default: DATA_DIR/downloads/manual[/NAME], "
                              "then ../shared/data/NAME next to the checkout)")
     parser.add_argument("--max_examples", type=int, default=None, help="keep only the first N examples per split")
+    parser.add_argument("--no_verify", action="store_true",
+                        help="build from files that are deliberately not the published ones (a subset of your own): "
+                             "skip the check against their published checksums (also: GAN_JAX_UNVERIFIED_DATA=1)")
     args = parser.parse_args(argv)
 
     from gan_jax.data import tfds_local  # TFDS is imported only once the arguments are valid
 
-    tfds_local.prepare(args.dataset, args.data_dir, args.manual_dir, max_examples=args.max_examples)
+    tfds_local.prepare(args.dataset, args.data_dir, args.manual_dir, max_examples=args.max_examples,
+                       verify=not args.no_verify)
     builder = tfds_local.local_builder(args.dataset, args.data_dir)
     sizes = ", ".join(f"{k}: {v.num_examples}" for k, v in sorted(builder.info.splits.items()))
-    print(f"{args.dataset}: {builder.data_dir} ({sizes})")
+    verified = "verified" if builder.info.metadata.get("verified") else "NOT verified"
+    print(f"{args.dataset}: {builder.data_dir} ({sizes}); original files {verified} against their published checksums")
 
 
 if __name__ == "__main__":

@@ -44,16 +44,20 @@ def sklearn_digits(split: str) -> dict[str, np.ndarray]:
     return {"image": np.asarray(jnp.clip(image, -1.0, 1.0)), "label": digits.target[rows].astype(np.int32)}
 
 
-def load_domain(name: str, split: str, *, data_dir: str = "", manual_dir: str = "", limit: int = 0
-                ) -> dict[str, np.ndarray]:
-    """{"image": [N, 28, 28, 1] in [−1, 1], "label": [N]} of a domain's split (the first `limit` if > 0)."""
+def load_domain(name: str, split: str, *, data_dir: str = "", manual_dir: str = "", limit: int = 0,
+                verify: bool = True) -> dict[str, np.ndarray]:
+    """{"image": [N, 28, 28, 1] in [−1, 1], "label": [N]} of a domain's split (the first `limit` if > 0).
+
+    `verify`: whether a build of mnist / fashion_mnist checks the original files against their published
+    checksums (see gan_jax.data.tfds_local.prepare); scikit-learn's digits ship with scikit-learn.
+    """
     _check(name, DOMAINS, "domain")
     _check(split, SPLITS, "split")
     if name == "digits":
         data = sklearn_digits(split)
     else:
         from gan_jax.data import make_image_source
-        source = make_image_source(name, data_dir, split, manual_dir=manual_dir or None)
+        source = make_image_source(name, data_dir, split, manual_dir=manual_dir or None, verify=verify)
         n = len(source) if limit <= 0 else min(limit, len(source))
         return source.__getitems__(np.arange(n))
     return data if limit <= 0 else {k: v[:limit] for k, v in data.items()}

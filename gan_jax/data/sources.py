@@ -24,6 +24,17 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
+def check_pixels(images: np.ndarray, name: str) -> None:
+    """ValueError unless float images are finite and in [-1, 1], the range every model here expects."""
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise ValueError(f"{name} holds {int(images.size - finite.sum())} NaN or infinite pixels; images must be "
+                         "finite and in [-1, 1]: fix the data that made them")
+    if images.size and (images.min() < -1.0 or images.max() > 1.0):
+        raise ValueError(f"{name} holds pixels in [{images.min():g}, {images.max():g}], outside [-1, 1]; scale uint8 "
+                         "images with x / 127.5 - 1 (gan_jax.data.sources.scale_pixels)")
+
+
 def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
     return image[top:top + height, left:left + width]
@@ -164,7 +175,8 @@ class ImageSource:
 
 def make_image_source(name: str, data_dir: str, split: str, *, image_size: int | None = None,
                       manual_dir: str | None = None, fit: str = "auto", center_crop: int | None = None,
-                      stacked_size: int | None = None, stacked_seed: int | None = None) -> ImageSource:
+                      stacked_size: int | None = None, stacked_seed: int | None = None, verify: bool = True
+                      ) -> ImageSource:
     """The random-access source of a split of one of DATASET_NAMES.
 
     Builds the TFDS dataset into data_dir on first use when the original files are found (manual_dir,
@@ -173,12 +185,14 @@ def make_image_source(name: str, data_dir: str, split: str, *, image_size: int |
     field. image_size None or 0 keeps the native size (see fit_image for pad / resize / center_crop).
     Splits: "train", "test" (celeb_a also "validation") or all joined by "+". stacked_mnist draws the
     digits of its stacked_size examples (default 128,000) from that MNIST split with stacked_seed
-    (default 0); the two options are rejected for the other datasets.
+    (default 0); the two options are rejected for the other datasets. A build checks the original files
+    against their published checksums first; verify=False (or $GAN_JAX_UNVERIFIED_DATA=1) builds from files
+    that are deliberately not the published ones (see tfds_local.prepare).
     """
     stacked_options = {"stacked_size": stacked_size, "stacked_seed": stacked_seed}
     if name != "stacked_mnist" and any(v is not None for v in stacked_options.values()):
         raise ValueError(f"{stacked_options} apply only to stacked_mnist, not to {name!r}")
-    records = tfds_local.load_records(name, data_dir, split, manual_dir)
+    records = tfds_local.load_records(name, data_dir, split, manual_dir, verify=verify)
     if name == "stacked_mnist":
         records = StackedMnistRecords(records, STACKED_MNIST_SIZE if stacked_size is None else stacked_size,
                                       stacked_seed or 0)
@@ -186,12 +200,19 @@ def make_image_source(name: str, data_dir: str, split: str, *, image_size: int |
 
 
 class InMemorySource:
-    """A random-access source over equal-length arrays, read by `gan_jax.data.Pipeline`."""
+    """A random-access source over equal-length arrays, read by `gan_jax.data.Pipeline`.
+
+    Its floating-point arrays are images: they must be finite and in [-1, 1] (checked once, here), as the
+    sources built from uint8 files always are.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         lengths = {k: len(v) for k, v in arrays.items()}
         if not arrays or len(set(lengths.values())) != 1:
             raise ValueError(f"need one or more arrays of one length, got lengths {lengths}")
+        for name, array in arrays.items():
+            if np.issubdtype(array.dtype, np.floating):
+                check_pixels(array, f"InMemorySource array {name!r}")
         self.arrays = arrays
 
     def __len__(self) -> int:
