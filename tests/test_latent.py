@@ -1,5 +1,7 @@
 """Latent tools: interpolation end points and norms, attribute vectors on planted codes, truncation bounds,
 and the image grids' shapes."""
+import types
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -52,8 +54,14 @@ def test_truncation():
 
 def test_grids():
     generate = lambda z: jnp.tanh(jnp.broadcast_to(z[:, :1, None, None], (z.shape[0], 4, 5, 1)))
-    grid = latent.interpolation_grid(generate, jax.random.key(0), 3, rows=2, steps=4, method="linear")
+    grid = latent.interpolation_grid(generate, jax.random.key(0), rows=2, steps=4, method="linear", latent_dim=3)
     chex.assert_shape(grid, (8, 4, 5, 1))
-    rows = latent.truncation_grid(generate, jax.random.key(0), 3, [None, 0.1], num=6)
+    rows = latent.truncation_grid(generate, jax.random.key(0), [None, 0.1], num=6, latent_dim=3)
     chex.assert_shape(rows, (12, 4, 5, 1))
     assert np.max(np.abs(rows[6:])) <= np.tanh(0.1) + 1e-6
+    # A loaded run (anything with latent_dim and generate) draws the same grids.
+    run = types.SimpleNamespace(latent_dim=3, generate=generate)
+    np.testing.assert_array_equal(latent.interpolation_grid(run, jax.random.key(0), 2, 4, "linear"), grid)
+    np.testing.assert_array_equal(latent.truncation_grid(run, jax.random.key(0), [None, 0.1], 6), rows)
+    with pytest.raises(ValueError, match="latent_dim"):
+        latent.truncation_grid(generate, jax.random.key(0), [None])
