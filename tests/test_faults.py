@@ -177,3 +177,23 @@ def test_preemption_of_one_host_stops_every_host_at_the_same_saved_step(tmp_path
     assert codes == [128 + signal.SIGTERM] * 2, outs
     saved = [int(line.split("at step ")[1].split(";")[0]) for line in outs[0].splitlines() if "saved the checkpoint" in line]
     assert len(saved) == 1 and os.path.isdir(tmp_path / "checkpoints" / str(saved[0]))
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous_step_as_a_clean_run_would(tmp_path, capsys):
+    from gan_jax import loop
+    from tests.helpers import tiny_config
+    one = jax.devices()[:1]
+    loop.train_and_evaluate(tiny_config("gan", steps=6, checkpoint_every=2), str(tmp_path / "clean"), devices=one)
+    loop.train_and_evaluate(tiny_config("gan", steps=4, checkpoint_every=2), str(tmp_path / "run"), devices=one)
+    step = tmp_path / "run" / "checkpoints" / "4"
+    with open(step / "manifest.json") as f:
+        largest = max(json.load(f)["files"].items(), key=lambda item: item[1]["size"])[0]
+    with open(step / largest, "r+b") as f:   # 4 KiB of noise in the middle of the largest file
+        f.seek(max(0, os.path.getsize(step / largest) // 2 - 2048))
+        f.write(os.urandom(4096))
+    loop.train_and_evaluate(tiny_config("gan", steps=6, checkpoint_every=2), str(tmp_path / "run"), devices=one)
+    err = capsys.readouterr().err
+    assert "checkpoint step 4" in err and "moved to checkpoints.damaged/4; falling back to step 2" in err
+    assert os.path.isdir(tmp_path / "run" / "checkpoints.damaged" / "4")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+    assert strip(_rows(tmp_path / "run")) == strip(_rows(tmp_path / "clean"))
