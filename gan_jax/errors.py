@@ -20,6 +20,8 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, (ValueError, workdir.WorkdirError, checkpoint.ConfigMismatchError, loop.NonFiniteLossError,
                         loop.DivergedError)):
         return str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.errno is None:   # raised with a message of ours
+        return str(exc)
     if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
         what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                 errno.EROFS: "the file system is read-only"}.get(exc.errno, exc.strerror)

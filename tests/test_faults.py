@@ -197,3 +197,17 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_step_as_a_clean_r
     assert os.path.isdir(tmp_path / "run" / "checkpoints.damaged" / "4")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
     assert strip(_rows(tmp_path / "run")) == strip(_rows(tmp_path / "clean"))
+
+
+def test_which_failures_are_user_errors():
+    import errno
+    from gan_jax import errors
+    full = errors.user_message(OSError(errno.ENOSPC, "No space left on device", "/w/checkpoints"))
+    assert full.startswith("the disk is full (/w/checkpoints); the last checkpoint and the logs before it are intact")
+    assert errors.user_message(OSError(errno.EROFS, "Read-only file system", "/w")) == \
+        "the file system is read-only (/w)"
+    assert errors.user_message(FileNotFoundError("missing train-images-idx3-ubyte.gz in /d")) == \
+        "missing train-images-idx3-ubyte.gz in /d"
+    assert errors.user_message(ValueError("config.steps must be an integer >= 1, got 0")).startswith("config.steps")
+    for bug in (KeyError("x"), TypeError("unhashable"), OSError(errno.EIO, "I/O error"), AssertionError()):
+        assert errors.user_message(bug) is None   # unexpected: the traceback stays
