@@ -4,11 +4,16 @@ Every adversarial loss here takes the critic's raw outputs (logits for a sigmoid
 discriminator, scores for a Wasserstein / hinge / least-squares critic), real first and fake
 second, and returns a scalar batch mean that the caller **minimises**. Conventions:
 
-* Shapes: scores are ``[B]`` or ``[B, 1]``. Where a loss takes both real and fake scores they
-  must have the same layout (both ``[N]`` or both ``[N, 1]``); their batch sizes may differ,
-  except in the paired relativistic loss (RSGAN, ``average=False``), which needs equal shapes.
-  Anything else raises ``ValueError`` naming the shapes. Patch discriminators should reshape
-  their ``[B, H, W, 1]`` output to ``[B * H * W]`` (each patch an example) before calling.
+* Shapes: scores are ``[B, ...]``: one score per example (``[B]`` or ``[B, 1]``) or several (a
+  PatchGAN's ``[B, H, W, 1]`` map); a loss is the mean over every score. Where a loss takes both
+  real and fake scores they must have the same per-example layout (``[N, ...]`` and ``[M, ...]``
+  with the same trailing shape); their batch sizes may differ, except in the paired relativistic
+  loss (RSGAN, ``average=False``), which needs equal shapes. Anything else raises ``ValueError``
+  naming the shapes.
+* Weights: every adversarial loss takes optional per-example weights ``[B]`` (``weights`` for one
+  batch, ``real_weights`` / ``fake_weights`` for two). Each expectation then becomes the weighted
+  mean :math:`\sum_i w_i \bar l_i / \sum_i w_i` of the examples' mean losses :math:`\bar l_i`
+  (their mean over their scores); without weights it is the plain mean over all scores.
 * Precision: inputs are upcast to float32 at least before any log-sigmoid or square, so bf16
   models get float32-accurate losses; float64 inputs (with x64 enabled) stay float64.
 * Stability: written with ``softplus``/``log_sigmoid`` so values and gradients stay finite for
@@ -68,27 +73,45 @@ def _upcast(x: Array) -> Array:
 
 
 def _check_scores(x: Array, fn: str, arg: str) -> None:
-    shape = jnp.shape(x)
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise ValueError(f"{fn}: {arg} must have shape [B] or [B, 1], got {tuple(shape)}")
-    if shape[0] == 0:
-        raise ValueError(f"{fn}: {arg} is an empty batch (shape {tuple(shape)})")
+    shape = tuple(jnp.shape(x))
+    if not shape or 0 in shape:
+        raise ValueError(f"{fn}: {arg} must have shape [B, ...] with no empty axis, got {shape}")
 
 
 def _scores(x: Array, fn: str, arg: str = "fake_scores") -> Array:
-    """Validated scores, flattened to [B], in float32 at least."""
+    """Validated scores [B, ...], in float32 at least."""
     _check_scores(x, fn, arg)
-    return _upcast(x).reshape(-1)
+    return _upcast(x)
 
 
-def _pair(real: Array, fake: Array, fn: str, paired: bool = False) -> tuple[Array, Array]:
+def _weights(weights: Array | None, scores: Array, fn: str, arg: str) -> Array | None:
+    """Validated per-example weights [B] of `scores` [B, ...], or None."""
+    if weights is None:
+        return None
+    w = _upcast(weights)
+    if w.shape != scores.shape[:1]:
+        raise ValueError(f"{fn}: {arg} must have shape [B] = {scores.shape[:1]}, got {tuple(w.shape)}")
+    return w
+
+
+def _mean(values: Array, weights: Array | None = None) -> Array:
+    """E over the examples of `values` [B, ...]: the mean over all entries, or with weights [B] the weighted
+    mean of each example's mean."""
+    if weights is None:
+        return jnp.mean(values)
+    per_example = jnp.mean(values.reshape(values.shape[0], -1), axis=1)
+    return jnp.sum(weights * per_example) / jnp.sum(weights)
+
+
+def _pair(real: Array, fake: Array, fn: str, paired: bool = False
+          ) -> tuple[Array, Array]:
     _check_scores(real, fn, "real_scores")
     _check_scores(fake, fn, "fake_scores")
     rs, fs = tuple(jnp.shape(real)), tuple(jnp.shape(fake))
-    if len(rs) != len(fs) or (paired and rs != fs):
-        need = "the same shape" if paired else "the same layout ([N] and [M], or [N, 1] and [M, 1])"
+    if rs[1:] != fs[1:] or (paired and rs != fs):
+        need = "the same shape" if paired else "the same layout per example ([N, ...] and [M, ...])"
         raise ValueError(f"{fn}: real and fake scores must have {need}, got {rs} and {fs}")
-    return _upcast(real).reshape(-1), _upcast(fake).reshape(-1)
+    return _upcast(real), _upcast(fake)
 
 
 def _check_label_smoothing(label_smoothing, fn: str) -> None:
@@ -110,7 +133,8 @@ def _concrete(x: Array):
 # --------------------------------------------------------------------------- minimax (GAN)
 
 def minimax_discriminator_loss(real_logits: Array, fake_logits: Array,
-                               label_smoothing: float = 0.0) -> Array:
+                               label_smoothing: float = 0.0, *, real_weights: Array | None = None,
+                               fake_weights: Array | None = None) -> Array:
     r"""Discriminator loss of the original GAN (Goodfellow et al. 2014), the seeds' :math:`J_D`.
 
     .. math:: J_D = -E_x \log D(x) - E_z \log(1 - D(G(z)))
@@ -118,7 +142,7 @@ def minimax_discriminator_loss(real_logits: Array, fake_logits: Array,
     i.e. binary cross-entropy with target 1 for real and 0 for fake logits.
 
     Args:
-      real_logits, fake_logits: raw discriminator logits, ``[B]`` or ``[B, 1]``.
+      real_logits, fake_logits: raw discriminator logits, ``[B, ...]``.
       label_smoothing: one-sided label smoothing (Salimans et al. 2016): the *target* of the
         real term becomes ``1 - label_smoothing``; fake targets stay 0. Off by default. Must be
         in [0, 1) (checked when concrete; a traced value is the caller's contract). The real
@@ -130,12 +154,13 @@ def minimax_discriminator_loss(real_logits: Array, fake_logits: Array,
     fn = "minimax_discriminator_loss"
     _check_label_smoothing(label_smoothing, fn)
     r, f = _pair(real_logits, fake_logits, fn)
+    rw, fw = _weights(real_weights, r, fn, "real_weights"), _weights(fake_weights, f, fn, "fake_weights")
     s = label_smoothing
     real_term = (1.0 - s) * jax.nn.softplus(-r) + s * jax.nn.softplus(r)
-    return jnp.mean(real_term) + jnp.mean(jax.nn.softplus(f))
+    return _mean(real_term, rw) + _mean(jax.nn.softplus(f), fw)
 
 
-def minimax_generator_loss(fake_logits: Array) -> Array:
+def minimax_generator_loss(fake_logits: Array, *, weights: Array | None = None) -> Array:
     r"""The saturating generator loss of the zero-sum game, to be minimised.
 
     .. math:: J_G = E_z \log(1 - D(G(z))) = -E_z\,\mathrm{softplus}(\mathrm{logit})
@@ -145,66 +170,78 @@ def minimax_generator_loss(fake_logits: Array) -> Array:
     which is why :func:`non_saturating_generator_loss` is used in practice.
     """
     f = _scores(fake_logits, "minimax_generator_loss")
-    return -jnp.mean(jax.nn.softplus(f))
+    return -_mean(jax.nn.softplus(f), _weights(weights, f, "minimax_generator_loss", "weights"))
 
 
-def non_saturating_generator_loss(fake_logits: Array) -> Array:
+def non_saturating_generator_loss(fake_logits: Array, *, weights: Array | None = None) -> Array:
     r"""Non-saturating generator loss (Goodfellow et al. 2014, Sec. 3).
 
     .. math:: -E_z \log D(G(z)) = E_z\,\mathrm{softplus}(-\mathrm{logit})
     """
     f = _scores(fake_logits, "non_saturating_generator_loss")
-    return jnp.mean(jax.nn.softplus(-f))
+    return _mean(jax.nn.softplus(-f), _weights(weights, f, "non_saturating_generator_loss", "weights"))
 
 
 # --------------------------------------------------------------------------- Wasserstein, hinge, LS
 
-def wasserstein_critic_loss(real_scores: Array, fake_scores: Array) -> Array:
+def wasserstein_critic_loss(real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+                            fake_weights: Array | None = None) -> Array:
     r"""WGAN critic loss (Arjovsky et al. 2017): :math:`E f(G(z)) - E f(x)`.
 
     The Lipschitz constraint is separate: weight clipping (:func:`gan_jax.optim.weight_clipping`)
     or :func:`gradient_penalty`.
     """
-    r, f = _pair(real_scores, fake_scores, "wasserstein_critic_loss")
-    return jnp.mean(f) - jnp.mean(r)
+    fn = "wasserstein_critic_loss"
+    r, f = _pair(real_scores, fake_scores, fn)
+    return _mean(f, _weights(fake_weights, f, fn, "fake_weights")) - _mean(r, _weights(real_weights, r, fn,
+                                                                                        "real_weights"))
 
 
-def wasserstein_generator_loss(fake_scores: Array) -> Array:
+def wasserstein_generator_loss(fake_scores: Array, *, weights: Array | None = None) -> Array:
     r"""WGAN generator loss: :math:`-E f(G(z))`."""
-    return -jnp.mean(_scores(fake_scores, "wasserstein_generator_loss"))
+    f = _scores(fake_scores, "wasserstein_generator_loss")
+    return -_mean(f, _weights(weights, f, "wasserstein_generator_loss", "weights"))
 
 
-def hinge_critic_loss(real_scores: Array, fake_scores: Array) -> Array:
+def hinge_critic_loss(real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+                      fake_weights: Array | None = None) -> Array:
     r"""Hinge critic loss (Lim & Ye 2017; Miyato et al. 2018).
 
     .. math:: E \max(0, 1 - f(x)) + E \max(0, 1 + f(G(z)))
     """
-    r, f = _pair(real_scores, fake_scores, "hinge_critic_loss")
-    return jnp.mean(jax.nn.relu(1.0 - r)) + jnp.mean(jax.nn.relu(1.0 + f))
+    fn = "hinge_critic_loss"
+    r, f = _pair(real_scores, fake_scores, fn)
+    return (_mean(jax.nn.relu(1.0 - r), _weights(real_weights, r, fn, "real_weights"))
+            + _mean(jax.nn.relu(1.0 + f), _weights(fake_weights, f, fn, "fake_weights")))
 
 
-def hinge_generator_loss(fake_scores: Array) -> Array:
+def hinge_generator_loss(fake_scores: Array, *, weights: Array | None = None) -> Array:
     r"""Hinge generator loss: :math:`-E f(G(z))`."""
-    return -jnp.mean(_scores(fake_scores, "hinge_generator_loss"))
+    f = _scores(fake_scores, "hinge_generator_loss")
+    return -_mean(f, _weights(weights, f, "hinge_generator_loss", "weights"))
 
 
 def least_squares_discriminator_loss(real_scores: Array, fake_scores: Array, *,
                                      real_target: float = 1.0,
-                                     fake_target: float = 0.0) -> Array:
+                                     fake_target: float = 0.0, real_weights: Array | None = None,
+                                     fake_weights: Array | None = None) -> Array:
     r"""LSGAN discriminator loss (Mao et al. 2017) on raw outputs (no sigmoid).
 
     .. math:: \tfrac12 E (D(x) - b)^2 + \tfrac12 E (D(G(z)) - a)^2
 
     with the paper's 0-1 coding by default: ``a = fake_target = 0``, ``b = real_target = 1``.
     """
-    r, f = _pair(real_scores, fake_scores, "least_squares_discriminator_loss")
-    return 0.5 * jnp.mean(jnp.square(r - real_target)) + 0.5 * jnp.mean(jnp.square(f - fake_target))
+    fn = "least_squares_discriminator_loss"
+    r, f = _pair(real_scores, fake_scores, fn)
+    return (0.5 * _mean(jnp.square(r - real_target), _weights(real_weights, r, fn, "real_weights"))
+            + 0.5 * _mean(jnp.square(f - fake_target), _weights(fake_weights, f, fn, "fake_weights")))
 
 
-def least_squares_generator_loss(fake_scores: Array, *, target: float = 1.0) -> Array:
+def least_squares_generator_loss(fake_scores: Array, *, target: float = 1.0,
+                                 weights: Array | None = None) -> Array:
     r"""LSGAN generator loss: :math:`\tfrac12 E (D(G(z)) - c)^2`, ``c = target = 1``."""
     f = _scores(fake_scores, "least_squares_generator_loss")
-    return 0.5 * jnp.mean(jnp.square(f - target))
+    return 0.5 * _mean(jnp.square(f - target), _weights(weights, f, "least_squares_generator_loss", "weights"))
 
 
 # --------------------------------------------------------------------------- relativistic
@@ -225,25 +262,29 @@ _RELATIVISTIC_F1 = {"standard": _f1_standard, "least_squares": _f1_least_squares
                     "hinge": _f1_hinge}
 
 
-def _relativistic(real: Array, fake: Array, average: bool, kind: str, fn: str,
-                  generator: bool) -> Array:
+def _relativistic(real: Array, fake: Array, average: bool, kind: str, fn: str, generator: bool,
+                  real_weights: Array | None, fake_weights: Array | None) -> Array:
     if kind not in _RELATIVISTIC_F1:
         raise ValueError(f"{fn}: kind must be one of {tuple(_RELATIVISTIC_F1)}, got {kind!r}")
     f1 = _RELATIVISTIC_F1[kind]
     r, f = _pair(real, fake, fn, paired=not average)
+    rw, fw = _weights(real_weights, r, fn, "real_weights"), _weights(fake_weights, f, fn, "fake_weights")
     if not average:
+        if rw is not None and fw is not None:
+            raise ValueError(f"{fn}: paired scores take one set of weights (real_weights or fake_weights), not both")
         d = f - r if generator else r - f
-        return jnp.mean(f1(d))
-    dr = r - jnp.mean(f)  # C(x_r) - E C(x_f)
-    df = f - jnp.mean(r)  # C(x_f) - E C(x_r)
+        return _mean(f1(d), fw if rw is None else rw)
+    dr = r - _mean(f, fw)  # C(x_r) - E C(x_f)
+    df = f - _mean(r, rw)  # C(x_f) - E C(x_r)
+    # L = E f1(dr) + E f2(df) with f2(y) = f1(-y); the generator's swaps the roles.
     if generator:
-        dr, df = df, dr
-    # L = E f1(dr) + E f2(df) with f2(y) = f1(-y).
-    return jnp.mean(f1(dr)) + jnp.mean(f1(-df))
+        return _mean(f1(df), fw) + _mean(f1(-dr), rw)
+    return _mean(f1(dr), rw) + _mean(f1(-df), fw)
 
 
 def relativistic_discriminator_loss(real_scores: Array, fake_scores: Array, average: bool = True,
-                                    *, kind: str = "standard") -> Array:
+                                    *, kind: str = "standard", real_weights: Array | None = None,
+                                    fake_weights: Array | None = None) -> Array:
     r"""Relativistic discriminator loss (Jolicoeur-Martineau 2018, arXiv:1807.00734).
 
     With critic outputs :math:`C` (logits) and :math:`f_1` given by ``kind``
@@ -259,12 +300,13 @@ def relativistic_discriminator_loss(real_scores: Array, fake_scores: Array, aver
     *average* loss by 2, a constant factor; multiply by 0.5 to match it exactly.
     All variants are invariant to adding one constant to every score.
     """
-    return _relativistic(real_scores, fake_scores, average, kind,
-                         "relativistic_discriminator_loss", generator=False)
+    return _relativistic(real_scores, fake_scores, average, kind, "relativistic_discriminator_loss", False,
+                         real_weights, fake_weights)
 
 
 def relativistic_generator_loss(real_scores: Array, fake_scores: Array, average: bool = True,
-                                *, kind: str = "standard") -> Array:
+                                *, kind: str = "standard", real_weights: Array | None = None,
+                                fake_weights: Array | None = None) -> Array:
     r"""Relativistic generator loss (Jolicoeur-Martineau 2018): the discriminator's with real
     and fake swapped.
 
@@ -275,38 +317,48 @@ def relativistic_generator_loss(real_scores: Array, fake_scores: Array, average:
     See :func:`relativistic_discriminator_loss` for ``kind`` and the factor of 2 in the
     authors' code.
     """
-    return _relativistic(real_scores, fake_scores, average, kind,
-                         "relativistic_generator_loss", generator=True)
+    return _relativistic(real_scores, fake_scores, average, kind, "relativistic_generator_loss", True,
+                         real_weights, fake_weights)
 
 
-def relativistic_average_least_squares_discriminator_loss(real_scores: Array,
-                                                          fake_scores: Array) -> Array:
+def relativistic_average_least_squares_discriminator_loss(
+        real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+        fake_weights: Array | None = None) -> Array:
     r"""RaLSGAN discriminator loss:
     :math:`E (C(x_r) - E C(x_f) - 1)^2 + E (C(x_f) - E C(x_r) + 1)^2`."""
     return _relativistic(real_scores, fake_scores, True, "least_squares",
-                         "relativistic_average_least_squares_discriminator_loss", False)
+                         "relativistic_average_least_squares_discriminator_loss", False, real_weights,
+                         fake_weights)
 
 
-def relativistic_average_least_squares_generator_loss(real_scores: Array,
-                                                      fake_scores: Array) -> Array:
+def relativistic_average_least_squares_generator_loss(
+        real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+        fake_weights: Array | None = None) -> Array:
     r"""RaLSGAN generator loss:
     :math:`E (C(x_f) - E C(x_r) - 1)^2 + E (C(x_r) - E C(x_f) + 1)^2`."""
     return _relativistic(real_scores, fake_scores, True, "least_squares",
-                         "relativistic_average_least_squares_generator_loss", True)
+                         "relativistic_average_least_squares_generator_loss", True, real_weights,
+                         fake_weights)
 
 
-def relativistic_average_hinge_discriminator_loss(real_scores: Array, fake_scores: Array) -> Array:
+def relativistic_average_hinge_discriminator_loss(
+        real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+        fake_weights: Array | None = None) -> Array:
     r"""RaHingeGAN discriminator loss:
     :math:`E \max(0, 1 - (C(x_r) - E C(x_f))) + E \max(0, 1 + (C(x_f) - E C(x_r)))`."""
     return _relativistic(real_scores, fake_scores, True, "hinge",
-                         "relativistic_average_hinge_discriminator_loss", False)
+                         "relativistic_average_hinge_discriminator_loss", False, real_weights,
+                         fake_weights)
 
 
-def relativistic_average_hinge_generator_loss(real_scores: Array, fake_scores: Array) -> Array:
+def relativistic_average_hinge_generator_loss(
+        real_scores: Array, fake_scores: Array, *, real_weights: Array | None = None,
+        fake_weights: Array | None = None) -> Array:
     r"""RaHingeGAN generator loss:
     :math:`E \max(0, 1 - (C(x_f) - E C(x_r))) + E \max(0, 1 + (C(x_r) - E C(x_f)))`."""
     return _relativistic(real_scores, fake_scores, True, "hinge",
-                         "relativistic_average_hinge_generator_loss", True)
+                         "relativistic_average_hinge_generator_loss", True, real_weights,
+                         fake_weights)
 
 
 # --------------------------------------------------------------------------- f-GAN
@@ -405,7 +457,8 @@ def f_divergence(divergence: str) -> FDivergence:
                          f"{FGAN_DIVERGENCES}") from None
 
 
-def fgan_critic_loss(real_scores: Array, fake_scores: Array, divergence: str = "js") -> Array:
+def fgan_critic_loss(real_scores: Array, fake_scores: Array, divergence: str = "js", *,
+                     real_weights: Array | None = None, fake_weights: Array | None = None) -> Array:
     r"""f-GAN critic (variational function) loss (Nowozin et al. 2016, eq. 6 and Table 6).
 
     The critic maximises :math:`F = E_P g_f(V(x)) - E_Q f^*(g_f(V(G(z))))`, a lower bound of
@@ -426,11 +479,12 @@ def fgan_critic_loss(real_scores: Array, fake_scores: Array, divergence: str = "
     fn = "fgan_critic_loss"
     div = f_divergence(divergence)
     r, f = _pair(real_scores, fake_scores, fn)
-    return jnp.mean(div.conjugate_of_activation(f)) - jnp.mean(div.activation(r))
+    return (_mean(div.conjugate_of_activation(f), _weights(fake_weights, f, fn, "fake_weights"))
+            - _mean(div.activation(r), _weights(real_weights, r, fn, "real_weights")))
 
 
 def fgan_generator_loss(fake_scores: Array, divergence: str = "js", *,
-                        alternative: bool = True) -> Array:
+                        alternative: bool = True, weights: Array | None = None) -> Array:
     r"""f-GAN generator loss (Nowozin et al. 2016).
 
     * ``alternative=True`` (default; the paper's Sec. 3.2 "alternative" update, which it uses
@@ -443,9 +497,10 @@ def fgan_generator_loss(fake_scores: Array, divergence: str = "js", *,
     fn = "fgan_generator_loss"
     div = f_divergence(divergence)
     f = _scores(fake_scores, fn)
+    w = _weights(weights, f, fn, "weights")
     if alternative:
-        return -jnp.mean(div.activation(f))
-    return -jnp.mean(div.conjugate_of_activation(f))
+        return -_mean(div.activation(f), w)
+    return -_mean(div.conjugate_of_activation(f), w)
 
 
 # --------------------------------------------------------------------------- auxiliary losses

@@ -638,13 +638,17 @@ def test_penalties_are_reexported():
 @pytest.mark.parametrize("name", L.LOSS_NAMES)
 def test_mismatched_or_bad_shapes_raise(name):
     critic = L.get_loss(name).critic
-    with pytest.raises(ValueError, match=r"\(8,\).*\(8, 1\)"):
+    with pytest.raises(ValueError, match=r"same (layout|shape).*\(8,\).*\(8, 1\)"):
         critic(jnp.zeros(B), jnp.zeros((B, 1)))
-    for bad in ((B, 2), (B, 1, 1), (), (0,)):
-        with pytest.raises(ValueError, match="shape|empty"):
-            critic(jnp.zeros(bad), jnp.zeros(B if len(bad) != 2 else (B, 1)))
-        with pytest.raises(ValueError, match="shape|empty"):
-            critic(jnp.zeros(B if len(bad) != 2 else (B, 1)), jnp.zeros(bad))
+    with pytest.raises(ValueError, match=r"\(8, 4, 4, 1\).*\(8, 2, 2, 1\)"):
+        critic(jnp.zeros((B, 4, 4, 1)), jnp.zeros((B, 2, 2, 1)))
+    for bad in ((), (0,), (B, 0)):
+        with pytest.raises(ValueError, match="shape"):
+            critic(jnp.zeros(bad), jnp.zeros(B))
+        with pytest.raises(ValueError, match="shape"):
+            critic(jnp.zeros(B), jnp.zeros(bad))
+    with pytest.raises(ValueError, match=r"real_weights must have shape \[B\] = \(8,\), got \(7,\)"):
+        critic(jnp.zeros(B), jnp.zeros(B), real_weights=jnp.ones(B - 1))
 
 
 def test_batch_sizes_may_differ_except_paired_relativistic():
@@ -664,8 +668,64 @@ def test_generator_shape_checks():
     for fn in (L.minimax_generator_loss, L.non_saturating_generator_loss,
                L.wasserstein_generator_loss, L.hinge_generator_loss,
                L.least_squares_generator_loss, L.fgan_generator_loss):
-        with pytest.raises(ValueError, match=r"\[B\] or \[B, 1\].*\(8, 3\)"):
-            fn(jnp.zeros((B, 3)))
+        for bad in ((), (0,), (B, 0, 3)):
+            with pytest.raises(ValueError, match=r"\[B, \.\.\.\]"):
+                fn(jnp.zeros(bad))
+        with pytest.raises(ValueError, match="weights must have shape"):
+            fn(jnp.zeros((B, 3)), weights=jnp.ones((B, 3)))
+
+
+PATCH = (B, 3, 3, 1)   # a PatchGAN's map: 9 scores per example
+
+
+@pytest.mark.parametrize("name,fn,ref,paired", PAIR_LOSSES, ids=PAIR_IDS)
+def test_pair_losses_on_patch_maps_average_every_score(name, fn, ref, paired):
+    """A [B, H, W, 1] map counts as B·H·W scores: the loss equals the closed form on the flattened scores."""
+    r = _scores(11, shape=PATCH)
+    f = _scores(12, shape=PATCH if paired else (B + 3, 3, 3, 1))
+    np.testing.assert_allclose(fn(r, f), ref(r.reshape(-1).astype(np.float64), f.reshape(-1).astype(np.float64)),
+                               rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name,fn,ref", FAKE_LOSSES, ids=FAKE_IDS)
+def test_fake_losses_on_patch_maps_average_every_score(name, fn, ref):
+    f = _scores(13, shape=PATCH)
+    np.testing.assert_allclose(fn(f), ref(f.reshape(-1).astype(np.float64)), rtol=2e-5, atol=2e-5)
+
+
+def _repeat(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return np.repeat(x, counts, axis=0)
+
+
+@pytest.mark.parametrize("name,fn,ref,paired", PAIR_LOSSES, ids=PAIR_IDS)
+def test_integer_weights_equal_repeating_examples(name, fn, ref, paired):
+    """Weights w_i are the weighted mean of the examples' mean losses: integer weights equal repeating
+    example i w_i times (a closed form for every family, patch maps included)."""
+    r, f = _scores(21, shape=PATCH), _scores(22, shape=PATCH)
+    w_real = np.array([1, 2, 0, 3, 1, 1, 4, 2], np.float32)
+    w_fake = w_real if paired else np.array([2, 1, 1, 0, 5, 1, 1, 3], np.float32)
+    kw = {"real_weights": w_real} if paired else {"real_weights": w_real, "fake_weights": w_fake}
+    expect = ref(_repeat(r, w_real.astype(int)).reshape(-1).astype(np.float64),
+                 _repeat(f, w_fake.astype(int)).reshape(-1).astype(np.float64))
+    np.testing.assert_allclose(fn(r, f, **kw), expect, rtol=2e-5, atol=2e-5)
+    # Scaling all weights changes nothing; unit weights are the unweighted loss.
+    np.testing.assert_allclose(fn(r, f, **{k: 3.0 * v for k, v in kw.items()}), expect, rtol=2e-5, atol=2e-5)
+    ones = {k: np.ones_like(v) for k, v in kw.items()}
+    np.testing.assert_allclose(fn(r, f, **ones), fn(r, f), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,fn,ref", FAKE_LOSSES, ids=FAKE_IDS)
+def test_generator_weights_equal_repeating_examples(name, fn, ref):
+    f = _scores(23, shape=PATCH)
+    w = np.array([0, 1, 2, 3, 1, 0, 2, 1], np.float32)
+    np.testing.assert_allclose(fn(f, weights=w), ref(_repeat(f, w.astype(int)).reshape(-1).astype(np.float64)),
+                               rtol=2e-5, atol=2e-5)
+
+
+def test_paired_relativistic_takes_one_set_of_weights():
+    with pytest.raises(ValueError, match="one set of weights"):
+        L.relativistic_discriminator_loss(jnp.zeros(B), jnp.zeros(B), average=False, real_weights=jnp.ones(B),
+                                          fake_weights=jnp.ones(B))
 
 
 def test_auxiliary_loss_input_checks():
