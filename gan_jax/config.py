@@ -10,9 +10,12 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ml_collections
+
+if TYPE_CHECKING:
+    import optax
 
 PARALLEL_MODES = ("shard_map", "pmap")
 # Free-form model options: each architecture checks its own keyword arguments.
@@ -158,9 +161,10 @@ def base_config() -> ml_collections.ConfigDict:
     c = common_config("gan")
     c.ema_decay = 0.0      # EMA of the generator weights (0: the EMA equals the weights)
     # num_train: mixtures draw that many points; image datasets use the first num_train training images;
-    # stacked_mnist stacks that many digit triples from its train_split.
+    # stacked_mnist stacks that many digit triples from its train_split. center_crop: take the central
+    # center_crop x center_crop square of each image before resizing to image_size (DCGAN's CelebA: 108); 0: none.
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
-                                            image_size=0, train_split="train"))
+                                            image_size=0, train_split="train", center_crop=0))
     c.model = ml_collections.ConfigDict(dict(
         latent_dim=2, dtype="float32", pack=1, num_classes=0,
         generator=ml_collections.ConfigDict(dict(name="mlp")),
@@ -218,6 +222,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for field in ("loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
         v = flatten(config)[field]
         _require(isinstance(v, int) and v >= 1, f"config.{field} must be an integer >= 1, got {v!r}")
+    v = config.data.center_crop
+    _require(isinstance(v, int) and v >= 0, f"config.data.center_crop must be an integer >= 0 (0: no crop), got {v!r}")
     v = config.eval.precise_bn_batches
     _require(isinstance(v, int) and v >= 0, f"config.eval.precise_bn_batches must be an integer >= 0 (0: off), got {v!r}")
     _require(config.loss.name in losses.LOSS_NAMES,
@@ -239,7 +245,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
              f"config.loss.simultaneous=True takes one critic step per generator step; got n_critic={config.loss.n_critic}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")
     for who in ("generator", "critic"):
-        make_optimizer(config.optim[who], f"config.optim.{who}")
+        make_optimizer(config.optim[who], f"config.optim.{who}", total_updates(config, who))
     _require("weight_clip" not in config.optim.generator,
              "config.optim.generator.weight_clip is not allowed: WGAN clips the critic's weights only")
     per_device, rem = divmod(config.batch_size, num_devices)
@@ -249,14 +255,28 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
              f"is not divisible by config.model.pack={config.model.pack}")
 
 
-def make_optimizer(spec: ml_collections.ConfigDict | dict, where: str = "optimizer"):
-    """The Optax optimizer of a config entry {name, learning_rate, options...}."""
+def total_updates(config: ml_collections.ConfigDict, who: str) -> int:
+    """Updates of the GAN's `who` ("generator" or "critic") in a run: the critic takes loss.n_critic per step."""
+    return config.steps * (config.loss.n_critic if who == "critic" else 1)
+
+
+def make_optimizer(spec: ml_collections.ConfigDict | dict, where: str = "optimizer",
+                   total_updates: int | None = None) -> optax.GradientTransformation:
+    """The Optax optimizer of a config entry {name, learning_rate, options...}.
+
+    The options are `gan_jax.optim.make_optimizer`'s, among them the learning-rate `schedule` ("constant",
+    "linear", "cosine", "exponential") and `warmup_steps`, e.g. SNGAN's linear decay to 0 after 1000 updates
+    of warm-up: {name: "adam", learning_rate: 2e-4, b1: 0.0, b2: 0.9, schedule: "linear", warmup_steps: 1000}.
+    `total_updates` is the run's number of updates of this optimizer (what "linear" and "cosine" decay over),
+    given by the task, not by the entry."""
     from gan_jax import optim
 
     spec = dict(spec)
     for field in ("name", "learning_rate"):
         _require(field in spec, f"{where} needs a {field!r}; got {spec}")
-    return optim.make_optimizer(spec.pop("name"), spec.pop("learning_rate"), **spec)
+    _require("total_updates" not in spec,
+             f"{where}.total_updates is not an option: the run's length (config.steps) sets it")
+    return optim.make_optimizer(spec.pop("name"), spec.pop("learning_rate"), total_updates=total_updates, **spec)
 
 
 def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -66,8 +66,10 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = AXIS) -> GA
     m = config.model
     return GAN(generator=models.build_generator(m.generator.to_dict(), m.dtype, axis_name, m.num_classes, m.pack),
                critic=models.build_critic(m.critic.to_dict(), m.dtype, axis_name, m.num_classes),
-               generator_tx=config_lib.make_optimizer(config.optim.generator),
-               critic_tx=config_lib.make_optimizer(config.optim.critic),
+               generator_tx=config_lib.make_optimizer(config.optim.generator, "config.optim.generator",
+                                                      config_lib.total_updates(config, "generator")),
+               critic_tx=config_lib.make_optimizer(config.optim.critic, "config.optim.critic",
+                                                   config_lib.total_updates(config, "critic")),
                loss=losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing),
                config=config)
 

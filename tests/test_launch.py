@@ -330,7 +330,7 @@ def test_every_network_option_is_settable_from_the_command_line():
                                      "model.generator.widths=(32, 16)", "data.data_dir=/tmp/d"], ROOT)
     assert config.model.critic.spectral_norm is True and config.steps == 5 and config.data.data_dir == "/tmp/d"
     assert config.optim.critic.learning_rate == 1e-3 and tuple(config.model.generator.widths) == (32, 16)
-    assert config.model.critic.conv_impl == "gemm"   # options the file does not mention are there at their defaults
+    assert config.model.critic.conv_impl == "auto"   # options the file does not mention are there at their defaults
     acgan = load_experiment(os.path.join(ROOT, "experiments/acgan_mnist.py"), ["model.critic.base.spectral_norm=True"],
                             ROOT)
     assert acgan.model.critic.base.spectral_norm is True

@@ -187,7 +187,7 @@ def test_bad_arguments_raise_value_error(bad, match):
 
 @pytest.mark.parametrize("fn,case", [(conv2d, CONV_CASES[0]), (conv_transpose2d, TCONV_CASES[1])], ids=["conv", "tconv"])
 def test_impl_choice_same_values_and_second_order_gradients(fn, case):
-    """impl="gemm" (the custom-VJP rules, the default) and impl="xla" (plain XLA convolutions) agree
+    """impl="gemm" (the custom-VJP rules, the default on CPU) and impl="xla" (plain XLA convolutions) agree
     to second order."""
     x, w = _inputs(case)
     s, p = case[6], case[7]
@@ -203,8 +203,55 @@ def test_impl_choice_same_values_and_second_order_gradients(fn, case):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
     assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p))(x, w))
     assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p, "xla"))(x, w))
-    with pytest.raises(ValueError, match=r"conv impl must be one of \('gemm', 'xla'\), got 'cudnn'"):
+    with pytest.raises(ValueError, match=r"conv impl must be one of \('auto', 'gemm', 'xla'\), got 'cudnn'"):
         fn(x, w, s, p, "cudnn")
+
+
+@pytest.mark.parametrize("fn,case", [(conv2d, CONV_CASES[0]), (conv_transpose2d, TCONV_CASES[1])], ids=["conv", "tconv"])
+def test_auto_impl_is_gemm_on_cpu_bit_for_bit(fn, case):
+    """impl="auto" (the default) resolves from the backend at trace time: the GEMM rules on CPU, so its values
+    and gradients equal impl="gemm"'s exactly here."""
+    assert jax.default_backend() == "cpu"
+    assert layers.resolve_impl("auto") == "gemm"
+    assert [layers.resolve_impl(i) for i in ("gemm", "xla")] == ["gemm", "xla"]
+    with pytest.raises(ValueError, match=r"conv impl must be one of \('auto', 'gemm', 'xla'\), got 'cudnn'"):
+        layers.resolve_impl("cudnn")
+    x, w = _inputs(case)
+    s, p = case[6], case[7]
+    value_and_grad = lambda impl: jax.value_and_grad(lambda w, x: jnp.sum(jnp.sin(fn(x, w, s, p, impl))), (0, 1))
+    auto, gemm = jax.jit(lambda w, x: (value_and_grad("auto")(w, x), value_and_grad("gemm")(w, x)))(w, x)
+    for a, b in zip(jax.tree.leaves(auto), jax.tree.leaves(gemm)):
+        np.testing.assert_array_equal(a, b)
+    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: fn(x, w, s, p, "auto"))(x, w))
+
+
+def test_conv_models_default_to_auto_impl():
+    from gan_jax.models import dcgan, metz, patchgan, unet
+    for cls in (dcgan.DCGANGenerator, dcgan.DCGANDiscriminator, metz.MetzGenerator, metz.MetzDiscriminator):
+        assert cls.__dataclass_fields__["conv_impl"].default == "auto", cls
+    for cls in (unet.UNet, patchgan.PatchGAN):
+        assert cls.__dataclass_fields__["conv_impl"].default == "auto", cls
+
+
+@pytest.mark.parametrize("net", ["unet", "patchgan"])
+def test_translation_nets_bf16_compute_close_to_f32_with_f32_params(net):
+    """U-Net and PatchGAN take pix2pix's bf16 option as DCGAN does: bfloat16 compute, float32 parameters and
+    outputs, the outputs within bf16 rounding of the float32 net's."""
+    from gan_jax.models.patchgan import PatchGAN
+    from gan_jax.models.unet import UNet
+    make = {"unet": lambda dtype: UNet(features=(8, 16, 16), dropout=0.0, dtype=dtype),
+            "patchgan": lambda dtype: PatchGAN(features=8, n_layers=1, dtype=dtype)}[net]
+    x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1), minval=-1.0, maxval=1.0)
+    f32, bf16 = make(jnp.float32), make(jnp.bfloat16)
+    variables = bf16.init(jax.random.key(0), x)
+    assert {a.dtype for a in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    chex.assert_trees_all_equal_shapes(variables, f32.init(jax.random.key(0), x))
+    y32, y16 = jax.jit(lambda v, x: (f32.apply(v, x), bf16.apply(v, x)))(variables, x)
+    assert y16.dtype == jnp.float32 and y16.shape == y32.shape
+    assert bool(jnp.all(jnp.isfinite(y16)))
+    scale = float(jnp.max(jnp.abs(y32)))
+    np.testing.assert_allclose(y16, y32, atol=0.05 * scale, rtol=0)
+    assert float(jnp.max(jnp.abs(y16 - y32))) > 0  # the bf16 net does compute in bf16
 
 
 @pytest.mark.parametrize("fn,case", [(conv2d, CONV_CASES[0]), (conv_transpose2d, TCONV_CASES[0]),

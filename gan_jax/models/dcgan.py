@@ -7,7 +7,7 @@ no biases, weights N(0, 0.02), BatchNorm momentum 0.9 (torch's 0.1), eps 1e-5, z
 ``widths`` lists the feature widths from the coarsest (base x base) stage to the finest, as torch_reference's
 ARCHS; the critic uses them in reverse. base = image_size / 2**len(widths): 4 at 32 and 64 px, and 7 at
 28 px (MNIST: a 7x7 stage, then 14 and 28, like Gulrajani et al.'s MNIST nets; widths (256, 128)).
-All convolutions are gan_jax.models.layers' (``conv_impl`` picks their form, see there). ``dtype`` is the compute dtype
+All convolutions are gan_jax.models.layers' (``conv_impl``, default "auto", picks their form, see there). ``dtype`` is the compute dtype
 (bfloat16 option); parameters and batch-norm statistics stay float32, images and scores are float32.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _geometry(image_size: int, widths: Sequence[int] | None) -> tuple[tuple[int,
     return widths, image_size // 2 ** n
 
 
-def _batch_norm(train: bool, axis_name: str | None, dtype: Any) -> nn.BatchNorm:
+def batch_norm_layer(train: bool, axis_name: str | None, dtype: Any) -> nn.BatchNorm:
     # torch BatchNorm2d: running = 0.9 running + 0.1 batch, eps 1e-5; statistics reduced in float32.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=axis_name,
                         dtype=dtype, param_dtype=jnp.float32)
@@ -54,7 +54,7 @@ class DCGANGenerator(nn.Module):
     widths: Sequence[int] | None = None
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
-    conv_impl: str = "gemm"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -63,7 +63,7 @@ class DCGANGenerator(nn.Module):
         stages = [(widths[0], base, 1, 0)] + [(w, 4, 2, 1) for w in widths[1:]]
         for features, k, s, p in stages:
             x = ConvTranspose(features, k, s, p, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
-            x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
+            x = nn.relu(batch_norm_layer(train, self.bn_axis_name, self.dtype)(x))
         x = ConvTranspose(self.channels, 4, 2, 1, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
         return jnp.tanh(x.astype(jnp.float32))
 
@@ -93,7 +93,7 @@ class DCGANDiscriminator(nn.Module):
     minibatch_discrimination: int = 0
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
-    conv_impl: str = "gemm"
+    conv_impl: str = "auto"
 
     def _conv(self, x: jax.Array, features: int, k: int, s: int, p: int, train: bool) -> jax.Array:
         conv = Conv(features, k, s, p, use_bias=False, dtype=self.dtype, impl=self.conv_impl)
@@ -117,7 +117,7 @@ class DCGANDiscriminator(nn.Module):
         for features in widths[1:]:
             h = self._conv(h, features, 4, 2, 1, train)
             if self.batch_norm:
-                h = _batch_norm(train, self.bn_axis_name, self.dtype)(h)
+                h = batch_norm_layer(train, self.bn_axis_name, self.dtype)(h)
             elif n_ref:
                 h = VirtualBatchNorm(n_ref, dtype=self.dtype)(h)
             h = nn.leaky_relu(h, 0.2)

@@ -17,10 +17,12 @@ Here a convolution is a ``jax.custom_vjp`` op whose rules never ask XLA for that
   dilated input; BENCHMARKS.md has the DCGAN step times before and after.)
 
 ``conv_transpose2d`` (PyTorch ``ConvTranspose2d`` semantics) is the adjoint op applied to its
-input, with the col2im accumulated in place (see `_col2im`: a BatchNorm usually follows). ``impl="gemm"`` (the default) uses these rules on every backend: on an H100 they were also
-faster than XLA's own (cuDNN) convolutions, 5-60 % per DCGAN step in bf16 (BENCHMARKS.md; measured
-while the adjoint was still the lhs-dilated ``lax`` convolution and the im2col the space-to-depth one);
-``impl="xla"`` gives plain ``lax.conv_general_dilated`` and XLA's gradients. When k is not a multiple
+input, with the col2im accumulated in place (see `_col2im`: a BatchNorm usually follows). ``impl="gemm"`` uses
+these rules on every backend (on an H100 they were once faster than XLA's own (cuDNN) convolutions, 5-60 % per
+DCGAN step in bf16, BENCHMARKS.md, measured while the adjoint was still the lhs-dilated ``lax`` convolution and
+the im2col the space-to-depth one); ``impl="xla"`` gives plain ``lax.conv_general_dilated`` and XLA's
+gradients; ``impl="auto"`` (the default) is "gemm" on the CPU backend and "xla" on any other, decided from
+``jax.default_backend()`` when the convolution is traced. When k is not a multiple
 of s the kernel is zero-padded to the next multiple (exact; DCGAN's
 4x4/stride-2 layers waste nothing). The tests check values, gradients and second derivatives
 against ``lax.conv_general_dilated`` / ``lax.conv_transpose``.
@@ -42,7 +44,7 @@ Array = jax.Array
 Pads = tuple[tuple[int, int], tuple[int, int]]
 DN = ("NHWC", "HWIO", "NHWC")
 PaddingLike = str | int | Sequence[int] | Sequence[tuple[int, int]]
-IMPLS = ("gemm", "xla")
+IMPLS = ("auto", "gemm", "xla")
 
 DCGAN_INIT = nn.initializers.normal(0.02)
 
@@ -73,11 +75,20 @@ def _pads(padding: PaddingLike, in_hw: tuple[int, int], kernel: tuple[int, int],
     raise ValueError(f"padding must be an int, two ints or two (lo, hi) pairs, got {padding!r}")
 
 
-def _use_gemm(impl: str) -> bool:
-    """Whether to use the custom-VJP GEMM rules (impl "gemm") or XLA's convolution (impl "xla")."""
+def resolve_impl(impl: str) -> str:
+    """The concrete form of a conv ``impl``: "gemm" or "xla" as given; "auto": "gemm" on the CPU backend
+    (XLA:CPU's own strided-convolution gradients are slow, see the module docstring), "xla" (cuDNN on GPUs)
+    on any other."""
     if impl not in IMPLS:
         raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
-    return impl == "gemm"
+    if impl == "auto":
+        return "gemm" if jax.default_backend() == "cpu" else "xla"
+    return impl
+
+
+def _use_gemm(impl: str) -> bool:
+    """Whether `impl` resolves to the custom-VJP GEMM rules rather than XLA's convolution."""
+    return resolve_impl(impl) == "gemm"
 
 
 def _conv_geometry(x: Array, kernel: Array, strides, padding, allow_str: bool = True):
@@ -235,7 +246,7 @@ _conv_adjoint_op.defvjp(_conv_adjoint_op_fwd, _conv_adjoint_op_bwd)
 
 
 def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
-           padding: PaddingLike = 0, impl: str = "gemm") -> Array:
+           padding: PaddingLike = 0, impl: str = "auto") -> Array:
     """y[n,i,j,o] = sum_{a,b,c} xpad[n, s_h i + a, s_w j + b, c] kernel[a,b,c,o].
 
     Equals ``lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=('NHWC',
@@ -253,7 +264,7 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
 
 
 def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
-                     padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0, impl: str = "gemm") -> Array:
+                     padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0, impl: str = "auto") -> Array:
     """PyTorch ConvTranspose2d: y[n, s_h i + a - lo_h, s_w j + b - lo_w, o] += x[n,i,j,c] kernel[a,b,c,o].
 
     x: [B, H, W, I]; kernel: [kh, kw, I, O] (torch's weight ``[I, O, kh, kw]`` permuted (2, 3, 0, 1));
@@ -283,7 +294,7 @@ class _ConvLayer(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Any = DCGAN_INIT
     bias_init: Any = nn.initializers.zeros
-    impl: str = "gemm"
+    impl: str = "auto"
     op: ClassVar[Callable[..., Array]]
 
     @nn.compact
@@ -301,7 +312,8 @@ class Conv(_ConvLayer):
 
     Computes in ``dtype`` (e.g. bfloat16; None: promoted input/param dtype) with parameters
     stored in ``param_dtype``. Default init N(0, 0.02) as in DCGAN (Radford et al., 2016).
-    ``impl``: "gemm" (this module's rules) or "xla" (``lax.conv_general_dilated``).
+    ``impl``: "auto" (the default: "gemm" on CPU, "xla" elsewhere), "gemm" (this module's rules) or "xla"
+    (``lax.conv_general_dilated``).
     """
     padding: PaddingLike = "SAME"
     op = staticmethod(conv2d)

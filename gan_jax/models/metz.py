@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax.models.dcgan import _batch_norm
+from gan_jax.models.dcgan import batch_norm_layer
 from gan_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose
 
 
@@ -50,7 +50,7 @@ class MetzGenerator(nn.Module):
     kernel_size: int = 3
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
-    conv_impl: str = "gemm"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -61,11 +61,11 @@ class MetzGenerator(nn.Module):
         k = self.kernel_size
         x = nn.Dense(sides[0] * sides[0] * widths[0], kernel_init=DCGAN_INIT, dtype=self.dtype)(z.astype(self.dtype))
         x = x.reshape(z.shape[0], sides[0], sides[0], widths[0])
-        x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
+        x = nn.relu(batch_norm_layer(train, self.bn_axis_name, self.dtype)(x))
         for features, n_in, n_out in zip(widths[1:], sides[:-1], sides[1:]):
             pad = same_transpose_padding(n_in, n_out, k, 2)
             x = ConvTranspose(features, k, 2, (pad, pad), dtype=self.dtype, impl=self.conv_impl)(x)
-            x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
+            x = nn.relu(batch_norm_layer(train, self.bn_axis_name, self.dtype)(x))
         x = Conv(self.channels, k, 1, "SAME", dtype=self.dtype, impl=self.conv_impl)(x)
         return jnp.tanh(x.astype(jnp.float32))
 
@@ -79,7 +79,7 @@ class MetzDiscriminator(nn.Module):
     kernel_size: int = 3
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
-    conv_impl: str = "gemm"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -89,6 +89,6 @@ class MetzDiscriminator(nn.Module):
         h = x.astype(self.dtype)
         for features in self.widths:
             h = Conv(int(features), self.kernel_size, 2, "SAME", dtype=self.dtype, impl=self.conv_impl)(h)
-            h = nn.leaky_relu(_batch_norm(train, self.bn_axis_name, self.dtype)(h), 0.3)
+            h = nn.leaky_relu(batch_norm_layer(train, self.bn_axis_name, self.dtype)(h), 0.3)
         h = h.reshape(x.shape[0], -1)
         return nn.Dense(1, kernel_init=DCGAN_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)

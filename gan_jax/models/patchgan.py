@@ -7,11 +7,16 @@ on the first), one conv stride 1, and a 1-channel conv stride 1; kernel k, paddi
 InstanceNorm. With k = 4, n_layers = 3 the patch is the paper's 70×70 on 256 px (output 30×30).
 Scaled to 28 px (70/256 of the side ≈ 8 px): k = 3, n_layers = 1 sees 11×11 patches, output 14×14.
 pix2pix conditions D by concatenating the input image to the (real or generated) output.
+``dtype`` is the compute dtype (bfloat16 option); parameters stay float32 and the logits are float32.
+``conv_impl`` picks the form of the convolutions (gan_jax.models.layers; default "auto").
 """
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from gan_jax.models.layers import Conv
 
@@ -43,6 +48,8 @@ class PatchGAN(nn.Module):
     features: int = 64
     n_layers: int = 1
     kernel_size: int = 3
+    dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -52,9 +59,11 @@ class PatchGAN(nn.Module):
             raise ValueError(f"input {x.shape[1:3]} too small for n_layers={self.n_layers}, "
                              f"kernel_size={self.kernel_size}")
         strides = _strides(self.n_layers)
+        conv = dict(padding=PADDING, dtype=self.dtype, impl=self.conv_impl)
+        x = x.astype(self.dtype)
         for i, s in enumerate(strides[:-1]):
-            x = Conv(self.features * min(2 ** i, 8), self.kernel_size, strides=s, padding=PADDING)(x)
+            x = Conv(self.features * min(2 ** i, 8), self.kernel_size, strides=s, **conv)(x)
             if i > 0:
-                x = nn.InstanceNorm()(x)
+                x = nn.InstanceNorm(dtype=self.dtype, param_dtype=jnp.float32)(x)
             x = nn.leaky_relu(x, 0.2)
-        return Conv(1, self.kernel_size, strides=1, padding=PADDING)(x)
+        return Conv(1, self.kernel_size, strides=1, **conv)(x).astype(jnp.float32)

@@ -84,6 +84,11 @@ def schema() -> ml_collections.ConfigDict:
     return c
 
 
+def _updates(config: ml_collections.ConfigDict, who: str) -> int:
+    """Updates of optimizer `who` in a run: the source's in pre-training, the others' in adaptation."""
+    return config.source_steps if who == "source" else config.adapt_steps
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     """Raise ValueError naming a bad value and the allowed ones."""
     for side in ("source", "target"):
@@ -97,7 +102,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if len(config.model.channels) != 2 or not all(isinstance(ch, int) and ch >= 1 for ch in config.model.channels):
         raise ValueError(f"config.model.channels must be two integers >= 1, got {config.model.channels!r}")
     for who in ("source", "target", "discriminator"):
-        config_lib.make_optimizer(config.optim[who], f"config.optim.{who}")
+        config_lib.make_optimizer(config.optim[who], f"config.optim.{who}", _updates(config, who))
     base.check_batch_split(config, num_devices)
 
 
@@ -123,9 +128,10 @@ class Task:
         self.encoder = Encoder(tuple(m.channels), m.hidden)
         self.classifier = nn.Dense(NUM_CLASSES)
         self.discriminator = DomainDiscriminator(m.disc_hidden)
-        self.source_tx = config_lib.make_optimizer(o.source, "config.optim.source")
-        self.target_tx = config_lib.make_optimizer(o.target, "config.optim.target")
-        self.disc_tx = config_lib.make_optimizer(o.discriminator, "config.optim.discriminator")
+        self.source_tx = config_lib.make_optimizer(o.source, "config.optim.source", _updates(config, "source"))
+        self.target_tx = config_lib.make_optimizer(o.target, "config.optim.target", _updates(config, "target"))
+        self.disc_tx = config_lib.make_optimizer(o.discriminator, "config.optim.discriminator",
+                                                 _updates(config, "discriminator"))
 
     def _split(self, domain: str, split: str) -> dict[str, np.ndarray]:
         d = self.config.data

@@ -22,7 +22,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib
+from gan_jax import config as config_lib, optim
 from gan_jax.data import InMemorySource, Pipeline, paired
 from gan_jax.metrics import classifier
 from gan_jax.parallel import AXIS, example_index
@@ -75,7 +75,8 @@ class Task:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.model = classifier.model_from_config(config.model)
-        self.tx = optax.adam(optax.cosine_decay_schedule(config.optim.learning_rate, config.steps))
+        self.tx = optim.make_optimizer("adam", config.optim.learning_rate, schedule="cosine",
+                                       total_updates=config.steps)
 
     def _split(self, split: str, limit: int = 0) -> dict[str, np.ndarray]:
         d = self.config.data

@@ -38,6 +38,7 @@ def make_source(config: ml_collections.ConfigDict, split: str = "train"):
     stacked = d.name == "stacked_mnist"
     source = data_lib.make_image_source(d.name, d.data_dir or None, d.train_split if split == "train" else split,
                                         image_size=d.image_size or None, manual_dir=d.manual_dir or None,
+                                        center_crop=d.center_crop or None,
                                         stacked_size=d.num_train if stacked else None)
     return _RenameImage(source, min(len(source), d.num_train) if split == "train" else len(source))
 

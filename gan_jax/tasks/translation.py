@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from gan_jax import config as config_lib, state as state_lib
+from gan_jax import config as config_lib, models, state as state_lib
 from gan_jax.data import paired
 from gan_jax.data.pipeline import Pipeline
 from gan_jax.data.sources import InMemorySource
@@ -55,8 +55,10 @@ def schema(task: str) -> ml_collections.ConfigDict:
     c.log_every, c.checkpoint_every, c.keep_checkpoints, c.sample_every = 100, 500, 2, 500
     # num_train: the first that many training images of each domain (0: all).
     c.data = ml_collections.ConfigDict(dict(data_dir="", manual_dir="", num_train=0))
+    # dtype: the networks' compute dtype, "float32" or "bfloat16" (parameters stay float32).
     c.model = ml_collections.ConfigDict(dict(unet_features=(32, 64, 128, 128, 128), dropout=0.5,
-                                             dropout_blocks=3, d_features=32, d_layers=1, d_kernel=3))
+                                             dropout_blocks=3, d_features=32, d_layers=1, d_kernel=3,
+                                             dtype="float32"))
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)  # both papers
     c.optim = ml_collections.ConfigDict(dict(generator=dict(opt), discriminator=dict(opt)))
     # num_test: the first that many test images of each domain (0: all); batch_size: of evaluation passes.
@@ -91,6 +93,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
           and all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in features),
           f"config.model.unet_features must be two or more integers >= 1 (channels of the encoder blocks), "
           f"got {features!r}")
+    check(m.dtype in models.DTYPES, f"unknown config.model.dtype {m.dtype!r}; allowed: {sorted(models.DTYPES)}")
     check(isinstance(m.dropout, (int, float)) and 0.0 <= m.dropout < 1.0,
           f"config.model.dropout must be in [0, 1), got {m.dropout!r}")
     base.check_ints(config, ("model.dropout_blocks", "model.d_layers", "data.num_train", "eval.num_test"), 0)
@@ -106,14 +109,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 def networks(config: ml_collections.ConfigDict) -> tuple[UNet, patchgan.PatchGAN]:
     """The U-Net generator (one output channel) and the PatchGAN discriminator of `config.model`."""
     m = config.model
-    return (UNet(features=tuple(m.unet_features), out_channels=1, dropout=m.dropout, dropout_blocks=m.dropout_blocks),
-            patchgan.PatchGAN(features=m.d_features, n_layers=m.d_layers, kernel_size=m.d_kernel))
+    dtype = models.DTYPES[m.dtype]
+    return (UNet(features=tuple(m.unet_features), out_channels=1, dropout=m.dropout, dropout_blocks=m.dropout_blocks,
+                 dtype=dtype),
+            patchgan.PatchGAN(features=m.d_features, n_layers=m.d_layers, kernel_size=m.d_kernel, dtype=dtype))
 
 
 def optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    """(generator, discriminator) optimizers of `config.optim`."""
-    return (config_lib.make_optimizer(config.optim.generator, "config.optim.generator"),
-            config_lib.make_optimizer(config.optim.discriminator, "config.optim.discriminator"))
+    """(generator, discriminator) optimizers of `config.optim`; each updates once per step."""
+    return (config_lib.make_optimizer(config.optim.generator, "config.optim.generator", config.steps),
+            config_lib.make_optimizer(config.optim.discriminator, "config.optim.discriminator", config.steps))
 
 
 def init_generator(net: UNet, key: Array, image: Array) -> dict[str, Any]:

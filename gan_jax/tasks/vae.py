@@ -57,7 +57,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if config.eval.parzen and config.data.name != "mnist":
         raise ValueError(f"config.eval.parzen follows Goodfellow et al.'s MNIST protocol; allowed only with "
                          f"config.data.name='mnist', got {config.data.name!r}")
-    config_lib.make_optimizer(config.optim, "config.optim")
+    config_lib.make_optimizer(config.optim, "config.optim", config.steps)
     base.check_batch_split(config, num_devices)
 
 
@@ -81,7 +81,7 @@ class Task:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.model = build_model(config)
-        self.tx = config_lib.make_optimizer(config.optim, "config.optim")
+        self.tx = config_lib.make_optimizer(config.optim, "config.optim", config.steps)
 
     def _split(self, split: str, limit: int = 0) -> dict[str, np.ndarray]:
         d = self.config.data
