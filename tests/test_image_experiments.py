@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from gan_jax import data, loop
-from gan_jax.data import mixtures
 from gan_jax.tasks import gan as gan_task
 from tests.helpers import small
 
@@ -19,14 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _image_gan_configs() -> list[str]:
-    """The experiments/ files whose default config is a GAN on an image dataset."""
+    """The experiments/ files whose default config is a GAN on the MNIST family (the fixture's data; the CIFAR-10
+    and CelebA configs train on their own tiny files in tests/test_real_image_configs.py)."""
     from gan_jax.config_files import load_config
     names = []
     for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))):
         if "def get_config" not in open(path).read():
             continue
         config = load_config(os.path.relpath(path, ROOT), ROOT)
-        if config.task == "gan" and config.data.name not in mixtures.MIXTURES:
+        if config.task == "gan" and config.data.name in ("mnist", "fashion_mnist", "stacked_mnist"):
             names.append(os.path.basename(path)[:-3])
     return names
 

@@ -441,7 +441,8 @@ def find_manual_dir(name: str, data_dir: str | os.PathLike | None, manual_dir: s
         f"dataset {name!r} is not built under data_dir '{resolve_data_dir(data_dir)}' (looked for "
         f"{resolve_data_dir(data_dir) / tfds_name(name) / DATA_VERSION}) and no local copy of its original files was found; "
         f"TFDS cannot download here. Files needed: {_SPECS[check_name(name)].files}. Looked in: "
-        + "; ".join(looked) + f". To build it, {FLAG_HINT}.")
+        + "; ".join(looked) + f". To build it, {FLAG_HINT}."
+        + (f" Get the files from {PUBLISHED[tfds_name(name)].source}." if tfds_name(name) in PUBLISHED else ""))
 
 
 def local_builder(name: str, data_dir: str | os.PathLike | None, *, max_examples: int | None = None,

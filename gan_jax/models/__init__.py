@@ -25,6 +25,7 @@ GENERATORS = {
     "dcgan": "dcgan:DCGANGenerator",
     "goodfellow": "goodfellow:GoodfellowGenerator",
     "metz": "metz:MetzGenerator",                           # Stacked MNIST, Metz et al. 2016 / PacGAN Table 3
+    "sngan": "sngan:SNGANGenerator",                        # SN-GAN standard CNN, Miyato et al. 2018 Table 3
     "conditional": "conditional:ConditionalGenerator",      # wraps `base` (cGAN, Mirza & Osindero 2014)
 }
 CRITICS = {
@@ -32,6 +33,7 @@ CRITICS = {
     "dcgan": "dcgan:DCGANDiscriminator",
     "goodfellow": "goodfellow:GoodfellowDiscriminator",
     "metz": "metz:MetzDiscriminator",
+    "sngan": "sngan:SNGANDiscriminator",
     "label_concat": "conditional:LabelConcatCritic",        # wraps `base` (cGAN)
     "acgan": "conditional:ACGANCritic",                     # wraps `base` (Odena et al. 2017)
     "projection": "conditional:ProjectionCritic",           # wraps `base` (Miyato & Koyama 2018)
