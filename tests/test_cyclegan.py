@@ -132,6 +132,7 @@ def _one_step(config):
     return state, jax.device_get(new), jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_one_training_step_with_and_without_a_pool():
     state, new, metrics = _one_step(_tiny_config())
     assert set(state.generator.params) == {"g", "f"} and set(state.discriminator.params) == {"x", "y"}
