@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the traceback of user errors too (also: GAN_JAX_VERBOSE=1)")
     args = p.parse_args(argv)
+    from absl import logging
+    logging.set_verbosity("error")   # orbax notes every read-only checkpoint folder at warning level
     try:
         write_samples(args.workdir, args.out, args.num, args.seed, args.labels, args.truncation)
     except Exception as e:  # a user error in one line; anything else with its traceback
