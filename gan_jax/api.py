@@ -274,14 +274,8 @@ class TranslationRun(Run):
 
     @classmethod
     def abstract_state(cls, config: ml_collections.ConfigDict) -> translation.TranslationState:
-        """The task's `init` traced without the training images its constructor loads: `init` reads only the
-        config, the networks and the optimizers."""
-        task_class = tasks.module(config.task).Task
-        task = task_class.__new__(task_class)
-        task.config = config
-        task.generator, task.discriminator = translation.networks(config)
-        task.g_tx, task.d_tx = translation.optimizers(config)
-        return _traced_init(task.init, config)
+        """The task's `init` traced on zeros: a translation task reads its images only for `batches`."""
+        return _traced_init(tasks.build(config).init, config)
 
     @property
     def directions(self) -> tuple[str, ...]:

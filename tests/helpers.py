@@ -20,13 +20,7 @@ def tiny_config(variant: str = "gan", **overrides):
     c.sample_every = 1000
     c.eval.num_samples = 256
     c.eval.precise_bn_batches = 0  # tested on its own (test_launch.py)
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return set_fields(c, overrides)
 
 
 def host_batches(config, steps: int, start: int = 0):

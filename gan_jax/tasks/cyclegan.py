@@ -135,12 +135,12 @@ class Task:
         self.config = config
         self.generator, self.discriminator = translation.networks(config)
         self.g_tx, self.d_tx = translation.optimizers(config)
-        self.images = {d: translation.domain_images(config, config.data[d], "train")["image"] for d in DOMAINS}
 
     def batches(self, process_index: int, process_count: int) -> Callable[[int], dict[str, np.ndarray]]:
         # Unpaired domains: independent orders (seeds s and s + 1).
-        pipes = [translation.pipeline(self.images[d], d, self.config, self.config.seed + i, process_index,
-                                      process_count) for i, d in enumerate(DOMAINS)]
+        c = self.config
+        pipes = [translation.pipeline(translation.domain_images(c, c.data[d], "train")["image"], d, c, c.seed + i,
+                                      process_index, process_count) for i, d in enumerate(DOMAINS)]
         return lambda step: {k: v for p in pipes for k, v in p.batch(step).items()}
 
     def init(self, key: jax.Array, example_batch: dict[str, Any]) -> TranslationState:

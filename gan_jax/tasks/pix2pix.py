@@ -79,11 +79,11 @@ class Task:
         self.config = config
         self.generator, self.discriminator = translation.networks(config)
         self.g_tx, self.d_tx = translation.optimizers(config)
-        self.images = translation.domain_images(config, config.data.domain, "train")["image"]
 
     def batches(self, process_index: int, process_count: int) -> Callable[[int], dict[str, np.ndarray]]:
-        return translation.pipeline(self.images, "y", self.config, self.config.seed, process_index,
-                                    process_count).batch
+        c = self.config
+        images = translation.domain_images(c, c.data.domain, "train")["image"]
+        return translation.pipeline(images, "y", c, c.seed, process_index, process_count).batch
 
     def init(self, key: jax.Array, example_batch: dict[str, Any]) -> TranslationState:
         kg, kd, run = jax.random.split(key, 3)
