@@ -9,7 +9,7 @@
 One step = n_critic critic updates + one generator update (torch_reference.py's definition), run as
 `parallel.parallelize(train.make_train_step(gan))`: one compiled program, state buffers donated, the
 n_critic loop inside it, the real batch already on the devices, metrics fetched once per repeat.
-With --torch, `shared/bench/torch_reference.py`'s own step (`make_step`, eager) runs in the same
+With --torch, `benchmarks/torch_reference.py`'s own step (`make_step`, eager) runs in the same
 process, and the timed repeats of all implementations of a configuration alternate (ours, theirs,
 ours, ...) so that a shared machine's load hits both alike; each reports the median of its repeats, and the
 table adds the paired ratios (repeat i of theirs over repeat i of ours: median, range, pairs ours won).
@@ -30,7 +30,9 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -52,7 +54,7 @@ PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
 TORCH_PRECISIONS = ("fp32", "tf32", "bf16")
 CONV_IMPLS = ("gemm", "xla")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TORCH_REFERENCE = os.path.join(ROOT, "..", "shared", "bench", "torch_reference.py")
+DEFAULT_TORCH_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py")
 _COMPILES = [0]  # XLA backend compilations so far in this process
 
 
@@ -250,6 +252,28 @@ def parse_config(text: str) -> tuple[str, str, int]:
     return arch, loss, batch
 
 
+def source_commit() -> str | None:
+    """The checkout's commit (with "+dirty" for uncommitted changes), or None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def paired_ratios(ours_ms: list[float], theirs_ms: list[float]) -> list[float]:
     """Speed ratio (their step time / ours) of each pair of adjacent repeats: the repeats alternate, so a pair
     saw the same machine load, and the spread of these ratios is the measurement's own error bar."""
@@ -258,7 +282,7 @@ def paired_ratios(ours_ms: list[float], theirs_ms: list[float]) -> list[float]:
 
 def paired_cell(ours: dict, theirs: dict | None) -> str:
     """'median [min-max], k/n' of the paired ratios, k = pairs where ours was faster."""
-    if not theirs:
+    if not theirs or "step_ms_repeats" not in theirs:
         return "-"
     q = paired_ratios(ours["step_ms_repeats"], theirs["step_ms_repeats"])
     return (f"{statistics.median(q):.2f}x [{min(q):.2f}-{max(q):.2f}], "
@@ -269,7 +293,7 @@ def table(rows: list[dict]) -> str:
     """Markdown table: our steps/s, torch's at the same precision and its best, and the ratios."""
     theirs: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        if str(r.get("impl", "")).startswith("torch"):
+        if r.get("impl") == "torch-eager":
             theirs.setdefault((r["arch"], r["loss"], r["batch"]), {})[r["precision"]] = r
     lines = ["| config | precision | conv | gan_jax steps/s | torch eager, same precision | ratio | paired ratio "
              "| torch eager best | ratio to best | gan_jax TFLOP/s | compile s | load (ours / torch) |", "|---" * 12 + "|"]
@@ -282,7 +306,7 @@ def table(rows: list[dict]) -> str:
         cells = [f"{t['g_steps_per_s']:.2f}" + (f" ({t['precision']})" if t is best else "") if t else "-"
                  for t in (same, best)]
         ratios = [f"{r['g_steps_per_s'] / t['g_steps_per_s']:.2f}x" if t else "-" for t in (same, best)]
-        load = f"{r['load_avg_1m']:.1f}" + (f" / {same['load_avg_1m']:.1f}" if same else "")
+        load = " / ".join(f"{t['load_avg_1m']:.1f}" if "load_avg_1m" in t else "-" for t in (r, same) if t)
         lines.append(f"| {r['arch']} {r['loss']} b{r['batch']} | {r['precision']} | {r['conv_impl']} | "
                      f"{r['g_steps_per_s']:.2f} | {cells[0]} | {ratios[0]} | {paired_cell(r, same)} | {cells[1]} | {ratios[1]} | "
                      f"{r['achieved_tflops']:.3f} | {r['compile_s']:.1f} | {load} |")
@@ -351,8 +375,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
           flush=True)
     rows = []
 
+    provenance = {"commit": source_commit(), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
+                  "host_cpus_usable": len(os.sched_getaffinity(0))}
+
     def emit(row):
-        row["malloc"] = malloc
+        row.update(malloc=malloc, **provenance)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if a.json:

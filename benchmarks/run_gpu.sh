@@ -4,7 +4,7 @@
 # Writes $OUT/bench_gpu.jsonl (one JSON line per run), $OUT/torch_compile.jsonl and the logs.
 set -u
 OUT=${OUT:-/tmp/bench_gpu}
-REF=${1:-../shared/bench/torch_reference.py}
+REF=${1:-benchmarks/torch_reference.py}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.45  # leave the rest of the GPU to torch
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"

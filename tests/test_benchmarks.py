@@ -119,7 +119,7 @@ def test_table_gives_the_paired_ratio_of_alternating_repeats():
     common = {"arch": "dcgan32", "loss": "ns", "batch": 64, "load_avg_1m": 2.0}
     ours = {**common, "impl": "gan_jax", "precision": "f32", "conv_impl": "gemm", "g_steps_per_s": 5.0,
             "achieved_tflops": 0.15, "compile_s": 5.0, "step_ms_repeats": [200.0, 190.0, 210.0, 180.0]}
-    theirs = {**common, "impl": "torch_eager", "precision": "fp32", "g_steps_per_s": 5.1,
+    theirs = {**common, "impl": "torch-eager", "precision": "fp32", "g_steps_per_s": 5.1,
               "step_ms_repeats": [210.0, 171.0, 231.0, 198.0]}
     assert bench.paired_ratios(ours["step_ms_repeats"], theirs["step_ms_repeats"]) == pytest.approx(
         [1.05, 0.9, 1.1, 1.1])
@@ -133,3 +133,14 @@ def test_matmul_rates_are_positive_per_shape_and_dtype_and_bad_shapes_are_named(
     assert all(r["gflops"] > 0 for r in rows)
     with pytest.raises(ValueError, match="'64x0x16' must be MxKxN"):
         matmul.parse_shape("64x0x16")
+
+
+def test_benchmarks_page_equals_what_its_raw_results_generate():
+    import report
+    assert report.main(["--check"]) == 0, "BENCHMARKS.md is stale: python benchmarks/report.py"
+
+
+def test_benchmarks_report_refuses_a_block_without_results(tmp_path):
+    import report
+    with pytest.raises(ValueError, match="'tpu' is not in"):
+        report.render("<!-- bench:tpu:begin -->\n<!-- bench:tpu:end -->\n", {}, str(tmp_path))
