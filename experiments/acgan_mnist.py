@@ -2,7 +2,7 @@
 Adam 2e-4, β1 0.5, batch 100; conditional DCGAN generator, non-saturating source loss.
 
 Variants: "" / "mnist", "fashion_mnist", and "fake_class" (MNIST with the (K+1)-way classifier whose
-last class is "fake", Salimans et al. 2016 §5 / the seeds).
+last class is "fake", Salimans et al. 2016 §5).
 
 python launch.py --config experiments/acgan_mnist.py[:fashion_mnist|fake_class] --workdir DIR
 """

@@ -4,7 +4,7 @@ steps, then 1,000 adaptation steps, in one run.
 
 python launch.py --config experiments/adda_mnist_digits.py --workdir DIR/seed_N --config.seed=N
 One run is one seed: the mean ± std over seeds 0, 1, 2 pools three runs. Networks and losses:
-gan_jax/tasks/adda.py. Results: RESULTS.md.
+gan_jax/tasks/adda.py.
 """
 from gan_jax.tasks.adda import schema
 

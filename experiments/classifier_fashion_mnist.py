@@ -2,8 +2,6 @@
 
 python launch.py --config experiments/classifier_fashion_mnist.py --workdir DIR
 Same architecture and schedule (8 epochs, 3,744 steps) as experiments/classifier_mnist.py.
-Measured (seed 0, 3,744 steps on one device of a 2-core CPU shared with other jobs): 91.26 % on the 10,000
-test images, 239 s of training.
 """
 from experiments.classifier_mnist import get_config as mnist_config
 

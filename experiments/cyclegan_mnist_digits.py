@@ -6,7 +6,7 @@ history pool of 50 generated images per domain, Adam 2e-4, beta1 0.5 (gan_jax/ta
 python launch.py --config experiments/cyclegan_mnist_digits.py --workdir DIR \
     --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
 Reports how often our classifier reads the source digit's class after translation (both directions,
-next to its accuracy on untranslated images) and the test cycle L1. Results: RESULTS.md.
+next to its accuracy on untranslated images) and the test cycle L1.
 """
 from gan_jax.tasks.cyclegan import schema
 

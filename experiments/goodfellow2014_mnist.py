@@ -1,6 +1,6 @@
 """The Goodfellow et al. 2014 MNIST GAN (Table 1's "Adversarial nets" row, Parzen 225 ± 2).
 
-From the official goodfeli/adversarial `mnist.yaml` (paper_tables.md §1): G = 100-d N(0, I) → ReLU 1200 →
+From the official goodfeli/adversarial `mnist.yaml`: G = 100-d N(0, I) → ReLU 1200 →
 ReLU 1200 → sigmoid 784 (rescaled to our [−1, 1] pixels, which D maps back to [0, 1]:
 gan_jax/models/goodfellow.py), its output bias starting at the logit of the training pixels' means
 (`init_sigmoid_bias_from_marginals`); D = maxout 240×5 → maxout 240×5 → 1, dropout (inputs 0.2,
@@ -23,7 +23,7 @@ STEPS_PER_EPOCH = 500  # 50,000 training images / batch 100
 def get_config(variant: str = ""):
     c = image_config(variant or "mnist", "goodfellow2014", "Goodfellow et al. 2014, Table 1 (MNIST, Parzen)")
     c.batch_size = 100
-    c.steps = 250 * STEPS_PER_EPOCH  # the momentum ramp's span: 185.9 nats here (RESULTS.md); paper's count unknown
+    c.steps = 250 * STEPS_PER_EPOCH  # the momentum ramp's span; the paper does not state its count
     c.data.num_train = 50_000          # train[0:50000]; train[50000:60000] is the validation split
     c.eval.parzen = True
     c.model.generator = dict(name="goodfellow", hidden=(1200, 1200), out_shape=(28, 28, 1), output_bias="marginals")

@@ -5,7 +5,7 @@ PacGAN's protocol (Lin et al. 2018, fjxmlzn/PacGAN synthetic_data_experiments): 
 z ~ N(0, I_2); Adam lr 1e-4, β1 0.8; batch 100; 100,000 training points; 2,500 evaluation samples;
 packing m = 1 (GAN), 2, 3, 4. PacGAN's code (ALI's `ali_algorithm`) updates G and D simultaneously, both
 gradients taken at the same parameters on the same samples; these configs alternate (D's step, then G's on fresh
-samples against the new D) unless `--config.loss.simultaneous=True` (RESULTS.md compares both). PacGAN's G
+samples against the new D) unless `--config.loss.simultaneous=True` (docs/results/mixture_ring.md compares both). PacGAN's G
 normalises each packed slot by its own batch statistics, with running averages at momentum 0.95 and ε = 1e-4;
 these configs keep flax's batch norm (one batch, 0.9, 1e-5) unless `model.generator.bn_per_slot=True`,
 `bn_momentum=0.95`, `bn_epsilon=0.0001` are set (`gan_jax/models/mlp.py`). The paper
@@ -58,6 +58,6 @@ def mixture_config(dataset: str, variant: str, paper: str):
         c.optim.critic = dict(wgan_adam)
     c.eval.num_samples = 2500
     # The protocol's numbers use G's running batch-norm averages, as PacGAN's code does; the *_precise_bn ones
-    # recompute them (RESULTS.md: at one checkpoint the two can differ by 10+ points of high quality).
+    # recompute them: at one checkpoint the two can differ by several points of high quality.
     c.eval.precise_bn_batches = 100
     return c

@@ -4,7 +4,7 @@ with a discriminator 1/4 (default) or 1/2 the size of the generator.
 python launch.py --config experiments/stacked_mnist_metz.py[:dcgan|pacdcgan2|pacdcgan3|pacdcgan4][_half] \\
     --workdir DIR --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
 
-Protocol (paper_tables.md §3, PacGAN's unrolled_GAN_experiment): three MNIST-train digits drawn
+Protocol (PacGAN's code, fjxmlzn/PacGAN unrolled_GAN_experiment): three MNIST-train digits drawn
 uniformly per image, pixels in [-1, 1]; nets of gan_jax.models.metz (G 256-d N(0, I) z -> 4x4x64 ->
 7x7x32 -> 14x14x16 -> 28x28x8 -> 3 channels; D 3x3 stride-2 convolutions with widths 2-4-8 (1/4) or
 4-8-16 (1/2), BN, LeakyReLU 0.3); non-saturating loss; Adam D 2e-4, G 1e-4, betas (0.5, 0.99); 128

@@ -4,7 +4,6 @@ the 10,000 test images, Goodfellow et al.'s Parzen window) plus the test ELBO (g
 
 python launch.py --config experiments/vae_mnist.py --workdir DIR \
     --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
-Results: RESULTS.md.
 """
 from gan_jax.tasks.vae import schema
 

@@ -1,4 +1,4 @@
-"""Adversarial examples, the seeds' "small detour": the fast gradient sign method (FGSM) against our
+"""Adversarial examples: the fast gradient sign method (FGSM) against our
 MNIST classifier, and its accuracy as a function of ε.
 
 FGSM (Goodfellow, Shlens & Szegedy 2015, Eq. 3):  x̃ = clip(x + ε · sign(∇ₓ J(θ, x, y)), lo, hi),

@@ -79,7 +79,7 @@ def check_distribution(p: ArrayLike, dx: float | None = None, atol: float = 1e-5
 def kl_divergence(p: ArrayLike, q: ArrayLike) -> Array:
     """KL(p || q) = sum_x p(x) log(p(x) / q(x)) over the last axis.
 
-    0 log(0 / q) = 0; +inf where p > 0 and q = 0. (Kullback & Leibler 1951; the seeds' "KL divergence".)
+    0 log(0 / q) = 0; +inf where p > 0 and q = 0. (Kullback & Leibler 1951.)
     """
     p, q = jnp.asarray(p), jnp.asarray(q)
     _check_pair(p, q, "kl_divergence")

@@ -1,4 +1,4 @@
-"""The seeds' divergence figures, computed with `gan_jax.divergences` and drawn with matplotlib.
+"""Divergence figures, computed with `gan_jax.divergences` and drawn with matplotlib.
 
     python -m gan_jax.figures --outdir DIR
 
@@ -35,7 +35,7 @@ def _grid(lo: float, hi: float, num: int) -> tuple[Array, float]:
 # (a) KL(p||q), KL(q||p), JS(p||q) for p = N(0, 1), q = N(mu, var), mu and var swept together.
 
 def gaussian_divergence_sweep(num: int = 81, half_width: float = 12.0, grid_points: int = 4801) -> dict[str, Array]:
-    """The seeds' comparison: p = N(0, 1), q = N(mu, var) with mu in [-1, 1] and var = 1 + mu / 2 in [0.5, 1.5].
+    """KL both ways and JS along a sweep: p = N(0, 1), q = N(mu, var) with mu in [-1, 1] and var = 1 + mu / 2 in [0.5, 1.5].
 
     KL both ways in closed form (`gaussian_kl`); JS by numerical integration on [-half_width, half_width]
     (`js_divergence_grid`; JS of Gaussians has no closed form).

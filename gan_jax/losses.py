@@ -135,7 +135,7 @@ def _concrete(x: Array):
 def minimax_discriminator_loss(real_logits: Array, fake_logits: Array,
                                label_smoothing: float = 0.0, *, real_weights: Array | None = None,
                                fake_weights: Array | None = None) -> Array:
-    r"""Discriminator loss of the original GAN (Goodfellow et al. 2014), the seeds' :math:`J_D`.
+    r"""Discriminator loss of the original GAN (Goodfellow et al. 2014, Eq. 1), :math:`J_D`.
 
     .. math:: J_D = -E_x \log D(x) - E_z \log(1 - D(G(z)))
 

@@ -1,5 +1,5 @@
 """A convolutional VAE (Kingma & Welling 2014): the network, its ELBO and its samples. It is trained by the
-VAE task (gan_jax/tasks/vae.py), the seeds' recap baseline evaluated like the GANs.
+VAE task (gan_jax/tasks/vae.py), a likelihood baseline evaluated like the GANs.
 
 ELBO(x) = E_{q(z|x)}[log p(x|z)] − KL(q(z|x) ‖ N(0, I)) ≤ log p(x) (Kingma & Welling 2014, Eq. 3), with
 q(z|x) = N(μ(x), diag σ²(x)), the closed-form KL = ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1) (App. B), one

@@ -1,4 +1,4 @@
-"""gan_jax.divergences: closed forms, identities, reference values (paper_tables.md §8), jit/vmap/grad."""
+"""gan_jax.divergences: closed forms, identities, reference values, jit/vmap/grad."""
 import math
 
 import chex

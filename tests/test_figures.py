@@ -1,4 +1,4 @@
-"""gan_jax.figures: the curves behind the seeds' three figures, and the one command that draws them."""
+"""gan_jax.figures: the curves behind the three divergence figures, and the one command that draws them."""
 import json
 import math
 

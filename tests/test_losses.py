@@ -222,7 +222,7 @@ def test_auxiliary_loss_gradients_match_finite_differences(x64):
         np.testing.assert_allclose(jax.grad(fn)(a), _fd_grad(fn, a), rtol=1e-6, atol=1e-8)
 
 
-# ----------------------------------------------------------------------------- the seeds' arguments
+# ----------------------------------------------------------------------------- the papers' arguments
 
 
 def test_saturating_generator_gradient_vanishes_non_saturating_does_not():

@@ -3,7 +3,7 @@
 FID = ‖μ₁ − μ₂‖² + tr(C₁) + tr(C₂) − 2 tr((C₁ C₂)^{1/2}), the Fréchet (2-Wasserstein) distance between
 Gaussians fitted to two feature sets. The features come from a `gan_jax.metrics.features.FeatureNetwork`:
 with InceptionV3 pool3 (2048-d) this is the FID of the literature; with our MNIST classifier it is a
-*classifier FID* whose values are not comparable with published (Inception) numbers (paper_tables.md §6).
+*classifier FID* whose values are not comparable with published (Inception) numbers.
 Protocol to record next to every number: feature network and layer, the two sample counts (Lucic et al.
 2018: 10,000 generated vs the 10,000 test images) and the reference split.
 

@@ -3,7 +3,7 @@
 log p(x) = logsumexp_i(−‖x − μ_i‖² / (2σ²)) − log N − (d/2) log(2πσ²), a kernel density with one
 isotropic bandwidth σ around N centres μ_i (the generated samples), evaluated at test points x.
 
-Goodfellow et al.'s protocol (goodfeli/adversarial `parzen_ll.py`; paper_tables.md §1):
+Goodfellow et al.'s protocol (goodfeli/adversarial `parzen_ll.py`):
 - pixels in [0, 1] for both centres and points (real-valued MNIST, d = 784): σ depends on this scale,
   so map [-1, 1] images with `to_unit_interval` first;
 - 10,000 generated samples as centres;

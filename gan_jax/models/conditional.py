@@ -104,8 +104,8 @@ class ACGANCritic(nn.Module):
 
     `fake_class=False`: scores = s(x) (the critic's real/fake head) and a K-way class head,
     class_logits [B, K].
-    `fake_class=True`: one (K+1)-way classifier whose last class is "fake" (the seeds' "add the
-    fake data as class K+1"; Salimans et al. 2016, §5), class_logits [B, K+1] with l_k (k < K) from
+    `fake_class=True`: one (K+1)-way classifier whose last class is "fake" (the generated data
+    as class K+1, Salimans et al. 2016, §5), class_logits [B, K+1] with l_k (k < K) from
     the class head and the fake logit l_K = −s(x) (the critic's own linear head, so every logit is
     linear in φ). The real/fake logit is derived from the classifier:
     scores = logsumexp_{k<K} l_k − l_K, so σ(scores) = Σ_{k<K} e^{l_k} / Σ_{k≤K} e^{l_k} = p(real | x)

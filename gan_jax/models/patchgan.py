@@ -1,6 +1,6 @@
 """PatchGAN discriminator (Isola et al. 2017, Sec. 3.2.2 and App. 6.1.2): a fully convolutional net
 whose every output logit classifies one receptive-field patch as real or fake; the loss averages
-over patches ("a texture/style loss", the seeds' restricted, high-frequency discriminator).
+over patches (a "texture/style loss" that models high frequencies only; L1 handles the low ones).
 
 Layers as pix2pix's `NLayerDiscriminator`: `n_layers` convs stride 2 (features·2^i, capped at ·8; no norm
 on the first), one conv stride 1, and a 1-channel conv stride 1; kernel k, padding 1, LeakyReLU 0.2,

@@ -1,11 +1,11 @@
-"""Adversarial discriminative domain adaptation (ADDA, Tzeng et al. 2017) as the seeds describe it, both
+"""Adversarial discriminative domain adaptation (ADDA, Tzeng et al. 2017), both
 stages in one run:
 
 1. Pre-training, steps [0, source_steps): source encoder M_s and classifier C on labelled source images
    (cross-entropy). The target encoder M_t is kept equal to M_s, so adaptation starts from M_s's copy.
 2. Adaptation, steps [source_steps, source_steps + adapt_steps): with M_s and C fixed, a domain
    discriminator D and M_t play a GAN game on encoder outputs, target labels unused:
-     J_D = −E_s log D(M_s(x_s)) − E_t log(1 − D(M_t(x_t)))           (the seeds' J_D, Eq. 8)
+     J_D = −E_s log D(M_s(x_s)) − E_t log(1 − D(M_t(x_t)))           (Tzeng et al. 2017, Eq. 8)
      J_M = −E_t log D(M_t(x_t))                                       (the "inverted label" loss, Eq. 9)
    one D step on J_D, then one M_t step on J_M against the updated D.
 3. Test: C(M_t(x)) on held-out target images, against the source-only C(M_s(x)).

@@ -1,5 +1,5 @@
 """The VAE task: the convolutional VAE of gan_jax/vae.py (Kingma & Welling 2014) trained on binarised images,
-the seeds' recap baseline, evaluated like the GANs (classifier FID, Goodfellow et al.'s Parzen window) plus
+a likelihood baseline for the GANs, evaluated like the GANs (classifier FID, Goodfellow et al.'s Parzen window) plus
 its own test ELBO.
 
 Each step maximises the mean ELBO (K&W 2014, Eq. 3) of its batch with Adam. Training images are binarised
