@@ -1,10 +1,13 @@
 """The registry of paper tables we reproduce: published values, protocols and metric floors.
 
-One machine-readable source for `python -m gan_jax.reproduce` and the tests. Values are from
-`shared/papers/paper_tables.md` (which cites the paper or official repository each was read in);
-`None` marks a method the paper did not report. Spreads are as published (PacGAN: standard error
-over 10 or 50 trials; Goodfellow: standard error over test examples), and each table's `Tolerance`
-says when our mean reproduces a published value.
+One machine-readable source for `python -m gan_jax.reproduce`, the generated result pages and the tests.
+Values are read in the papers' tables, protocols in the papers and their official code: Lin et al. 2018
+(PacGAN; github.com/fjxmlzn/PacGAN), Srivastava et al. 2017 (VEEGAN; github.com/akashgit/VEEGAN), Metz et
+al. 2016 (Unrolled GANs; github.com/poolio/unrolled_gan), Goodfellow et al. 2014 (github.com/goodfeli/
+adversarial) and Lucic et al. 2018 (github.com/google/compare_gan). A method the paper did not report has
+no paper values. Spreads are as published (PacGAN: standard error over 10 or 50 trials; Goodfellow:
+standard error over test examples), and each table's `Tolerance` says when our mean reproduces a published
+value.
 """
 from __future__ import annotations
 
@@ -50,7 +53,8 @@ class Table:
     floor: dict[str, float]          # what a perfect sampler scores under this protocol
     paper_steps: int | None          # generator updates in the paper's runs
     paper_seeds: int
-    not_here: str = ""               # why this table is not produced on this machine ("" if it is)
+    pending: str = ""                # why results/<name>/ holds no runs yet, shown on its page ("" once it does)
+    budget_note: str = ""            # the budget we run this table at, where it differs from the paper's
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # flattened config keys set in every run
     classifier: str = ""             # classifier config whose features the runs are evaluated with ("" = none)
     tolerance: Tolerance | None = Tolerance()  # None: the paper's values are on another scale (ranking only)
@@ -93,11 +97,10 @@ def _fid_table(dataset: str, lucic: dict[str, tuple[float, float]], floor: dict[
                   "(p(y|x) || p(y)) over the samples (IS analogue, at most 10). Every run: its config's nets and "
                   "optimisers, batch 64, the same number of generator steps. Floor: the first 10,000 training "
                   "images scored as the samples, with the table's own classifier (measured when the table "
-                  "runs; the registry keeps the 2026-11-26 classifiers' values, 99.16 % MNIST and 91.48 % "
-                  "Fashion-MNIST test accuracy). Compare FIDs only under one classifier: a classifier "
-                  "retrained with another seed moved the FIDs by up to 13 % (Fashion-MNIST) and 22 % "
-                  "(MNIST), as much as or more than a new training seed, while keeping the methods' "
-                  "ranking (RESULTS.md, 2026-12-02)."),
+                  "runs; the registry keeps the values of the first classifiers trained, 99.16 % MNIST and "
+                  "91.48 % Fashion-MNIST test accuracy). Compare FIDs only under one classifier: classifiers "
+                  "retrained with other seeds move the FIDs as much as a new training seed does, while keeping "
+                  "the methods' ranking (the classifier tables of docs/results/fid_*.md)."),
         metrics=("fid", "classifier_score"), rows=rows, floor=floor, paper_steps=None, paper_seeds=1,
         overrides={"batch_size": 64, "eval.num_samples": 10_000},
         classifier=f"experiments/classifier_{dataset}.py", tolerance=None)
@@ -150,8 +153,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
               Row("PacDCGAN4", "experiments/stacked_mnist.py:pacdcgan4", {"modes": (1000.0, 0.0), "kl": (0.07, 0.005)})),
         floor={"modes": 1000, "kl": 0.0193}, paper_steps=100_000, paper_seeds=10,
         classifier="experiments/classifier_mnist.py",
-        not_here=("needs a GPU: 100k steps of the VEEGAN-setting 5x5 DCGAN take ~7.4 s/step on this 2-core CPU "
-                  "(paper_tables.md section 3); no lent GPU has had time for it yet (BENCHMARKS.md used the one lease)")),
+        budget_note="20,000 steps (20 % of the paper's 100k) × 2 seeds on a 2-core CPU",
+        pending=("the VEEGAN/PacGAN nets take ~0.5 s per step on a 2-core CPU, about 3 h per 20,000-step run, "
+                 "and none has run yet")),
     _stacked_metz_table({
         ("DCGAN", "quarter"): ((78.5, 17.56), (5.21, 0.19)), ("PacDCGAN2", "quarter"): ((484.5, 32.99), (2.61, 0.22)),
         ("PacDCGAN3", "quarter"): ((601.3, 32.18), (2.00, 0.17)), ("PacDCGAN4", "quarter"): ((667.4, 29.00), (1.81, 0.15)),

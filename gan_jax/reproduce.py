@@ -19,7 +19,16 @@ anything, and their curves with them. `--at_steps S[,S...]` reads each seed at t
 (their mean) instead of its last: the table at another checkpoint, where `--merge` also pools runs of
 different lengths that all evaluated those steps (80k-step runs beside 400k-step ones, read at 80000);
 `--at_steps last5` averages each seed's last five evaluations. The JSON's `wall_s` is this command's wall time; `train_s` sums the runs' own training clocks
-over their resumed legs (absent where a run was resumed from logs older than that clock).
+over their resumed legs (absent where a run was resumed from logs older than that clock). The JSON also records its
+provenance: date, commit (`git rev-parse HEAD`; null outside a git checkout), machine (CPU, core count, JAX device
+kind and count), the generator steps and seeds, and the command line.
+
+    python -m gan_jax.reproduce --write-docs
+
+regenerates the result pages from the run files committed in results/<table>/ (each folder's headline.json names the
+runs pooled for the headline rows and for the ablation tables, and the table's known protocol differences):
+docs/results/<table>.md, the summary RESULTS.md and README.md's results table between its `<!-- results:begin -->`
+and `<!-- results:end -->` lines. It trains nothing; tests/test_results_docs.py keeps the committed pages equal to it.
 """
 from __future__ import annotations
 
@@ -27,6 +36,9 @@ import ast
 import json
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 
@@ -37,6 +49,7 @@ from scipy import stats
 from gan_jax import host_memory, paper_tables, writers
 from gan_jax.config_files import load_config
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: configs, results/, docs
 PERCENT = ("high_quality", "confident")
 FLOOR_FILE = "real_data_floor.json"
 PRECISE_BN_KEY = "precise_bn"  # a run's per-method results evaluated with recomputed batch statistics
@@ -88,9 +101,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     from gan_jax.tasks.gan import PRECISE_BN
     if seeds < 1 or first_seed < 0:
         raise ValueError(f"need seeds >= 1 and first_seed >= 0, got seeds={seeds}, first_seed={first_seed}")
-    if table.not_here:
-        raise ValueError(f"table {table.name!r} is not produced here: {table.not_here}")
-    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = root or ROOT
     rows = [table.row(m) for m in methods] if methods else list(table.rows)
     results, t0 = {}, time.time()
     classifier_dir, accuracy = _classifier(table, workdir, root)
@@ -106,13 +117,14 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         config.eval_every = eval_every
         return config
 
-    curves, precise, train_s = {}, {}, []
+    curves, precise, train_s, lengths = {}, {}, [], []
     for row in rows:
         results[row.method], curves[row.method] = [], []
         for seed in range(first_seed, first_seed + seeds):
             config = run_config(row, seed)
             if steps is not None:
                 config.steps = steps
+            lengths.append(config.steps)
             run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
             ev = loop.train_and_evaluate(config, run_dir)
             results[row.method].append({m: float(ev[m]) for m in table.metrics})
@@ -122,8 +134,8 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             if eval_every:
                 curves[row.method].append(_curve(run_dir, tuple(_numbers(ev))))
             train_s.append(_train_seconds(run_dir))
-    run = {"table": table.name, "results": results, "steps": steps, "seeds": seeds, "first_seed": first_seed,
-           "wall_s": time.time() - t0}
+    run = {"table": table.name, "results": results, "steps": _pooled_steps(lengths), "seeds": seeds,
+           "first_seed": first_seed, "wall_s": time.time() - t0}
     if None not in train_s:
         run["train_s"] = sum(train_s)
     if eval_every:
@@ -146,7 +158,8 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     Each method pools the seeds of the files that have it (a GAN file and a PacGAN2 file make a table of
     both; a method's seed may be in one file only). They must share the budget and, for tables read by a
     classifier, the classifier itself, identified by its test accuracy and measured floor (equal to the
-    last bit for one classifier): FIDs read by two classifiers of one config differ by up to 22 % (RESULTS.md).
+    last bit for one classifier): FIDs read by two classifiers of one config differ as much as those of two
+    training seeds (docs/results/fid_mnist.md).
 
     `read_at`: the step counts the pooled table will be read at (`at_steps`). Runs of different lengths then
     pool, since a run's state at a step does not depend on its length (`steps` is one of the config's
@@ -349,7 +362,8 @@ def _fmt(metric: str, value: float, spread: float | None = None) -> str:
     v = value * scale
     text = f"{int(v)}" if v.is_integer() and abs(v) < 1e6 else f"{v:.3g}"  # 1000 modes, not 1e+03
     if spread is not None:
-        text += f" ± {spread * scale:.2g}"
+        s = spread * scale
+        text += f" ± {s:.2g}" if abs(s) < 100 else f" ± {s:.0f}"  # 119 modes, not 1.2e+02
     return text + unit
 
 
@@ -364,11 +378,14 @@ def _seed_range(seeds: list[int], always: bool = False) -> str:
     """" (seeds 2–4)"; "" for seeds 0 .. n-1 unless `always`."""
     if seeds == list(range(len(seeds))) and not always:
         return ""
-    if len(seeds) == 1:
-        return f" (seed {seeds[0]})"
-    if seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f" (seeds {seeds[0]}–{seeds[-1]})"
-    return f" (seeds {', '.join(map(str, seeds))})"
+    return f" (seed{'s' if len(seeds) > 1 else ''} {_seed_list(seeds)})"
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """"2–4" for consecutive seeds, else "0, 1, 3"."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _verdicts(table: paper_tables.Table, row: paper_tables.Row, values: np.ndarray) -> str:
@@ -418,30 +435,43 @@ def _curve_lines(table: paper_tables.Table, curves: dict[str, list[dict]]) -> li
     return lines
 
 
-def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None) -> list[str]:
-    """The Markdown table: our mean ± std over seeds beside the paper's value, one row per method, and the floor."""
-    header = ["method"] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)"
-                           for m in table.metrics for i in range(2)]
+def _header(table: paper_tables.Table, lead: Sequence[str] = ("method",)) -> list[str]:
+    """The Markdown table's header and rule: `lead`, then ours and the paper's value per metric, then the verdict."""
+    header = [*lead] + [f"{m} (ours)" if i % 2 == 0 else f"{m} (paper)" for m in table.metrics for i in range(2)]
     if table.tolerance:
         header.append("paper within tolerance (distance in SE)")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.rows:
-        if row.method not in results:
-            continue
-        values = np.array([[r[m] for m in table.metrics] for r in results[row.method]])
-        cells = [row.method]
-        for j, m in enumerate(table.metrics):
-            col = values[:, j]
-            spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
-            cells.append(_fmt(m, float(np.mean(col)), spread))
-            cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
-        if table.tolerance:
-            cells.append(_verdicts(table, row, values))
-        lines.append("| " + " | ".join(cells) + " |")
-    floor = ([f"perfect sampler (floor{', this classifier' if measured_floor else ''})"]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def _cells(table: paper_tables.Table, row: paper_tables.Row, evals: list[dict]) -> list[str]:
+    """One method's cells: our mean ± std over seeds and the paper's value per metric, then the verdict."""
+    values = np.array([[r[m] for m in table.metrics] for r in evals])
+    cells = []
+    for j, m in enumerate(table.metrics):
+        col = values[:, j]
+        spread = float(np.std(col, ddof=1)) if len(col) > 1 and np.all(np.isfinite(col)) else None
+        cells.append(_fmt(m, float(np.mean(col)), spread))
+        cells.append(_fmt(m, *row.paper[m]) if m in row.paper else "—")
+    if table.tolerance:
+        cells.append(_verdicts(table, row, values))
+    return cells
+
+
+def _floor_line(table: paper_tables.Table, measured_floor: dict | None, lead: int = 1) -> str:
+    """The perfect sampler's row: the floor measured with the runs' classifier, else the registry's."""
+    cells = ([f"perfect sampler (floor{', this classifier' if measured_floor else ''})"] + [""] * (lead - 1)
              + [c for m in table.metrics for c in (_fmt(m, (measured_floor or table.floor)[m]), "")]
              + ([""] if table.tolerance else []))
-    return lines + ["| " + " | ".join(floor) + " |"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _rows(table: paper_tables.Table, results: dict, measured_floor: dict | None) -> list[str]:
+    """The Markdown table: our mean ± std over seeds beside the paper's value, one row per method, and the floor."""
+    lines = _header(table)
+    for row in table.rows:
+        if row.method in results:
+            lines.append("| " + " | ".join([row.method, *_cells(table, row, results[row.method])]) + " |")
+    return lines + [_floor_line(table, measured_floor)]
 
 
 def _steps_text(steps: int | list[int | None] | None) -> str:
@@ -464,6 +494,24 @@ def _at_steps_sentence(steps: list[int] | str) -> str:
     return f" Each seed's value is {which} (`--at_steps`), not its last."
 
 
+def _tolerance_sentence(table: paper_tables.Table) -> str:
+    """The table's tolerance as a formula, or why its paper column allows a ranking only."""
+    if table.tolerance is None:
+        return " The paper's values are on another scale: compare the ranking only."
+    return f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
+
+
+def _run_facts(run: dict) -> str:
+    """What else a run's numbers depend on: the checkpoint read (`--at_steps`), the feature classifier and the config
+    settings changed in every run (`--set`); "" for none."""
+    return (_at_steps_sentence(run.get("at_steps", ()))
+            + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
+               if run.get("classifier_test_accuracy") is not None else "")
+            + (" Config changed in every run (`--set`): "
+               + ", ".join(f"`{k}={v!r}`" for k, v in run["settings"].items()) + "."
+               if run.get("settings") else ""))
+
+
 def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = None) -> str:
     """Our mean ± std over seeds beside the paper's value, one row per method."""
     lines = [f"**{table.source}**", "",
@@ -471,15 +519,8 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
              f"Ours: {_seed_count(run)} × {_steps_text(run['steps']) or steps_default or 'config default'} "
              f"generator steps "
              f"(paper: {table.paper_seeds} trials × {table.paper_steps or 'unstated'} steps); mean ± std over seeds. "
-             f"Paper: mean ± its published spread."
-             + _at_steps_sentence(run.get("at_steps", ()))
-             + (f" Tolerance: |ours − paper| ≤ {table.tolerance.z:g}·√(SE_ours² + SE_paper²), SE_ours = std/√seeds."
-                if table.tolerance else "")
-             + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
-                if run.get("classifier_test_accuracy") is not None else "")
-             + (" Config changed in every run (`--set`): "
-                + ", ".join(f"`{k}={v!r}`" for k, v in run["settings"].items()) + "."
-                if run.get("settings") else ""), "", *_rows(table, run["results"], run.get("floor"))]
+             f"Paper: mean ± its published spread." + _tolerance_sentence(table) + _run_facts(run),
+             "", *_rows(table, run["results"], run.get("floor"))]
     if run.get(PRECISE_BN_KEY):
         lines += ["", "The same runs and samples with G's batch statistics recomputed at the evaluated parameters "
                       "(`eval.precise_bn_batches`) instead of its running averages (the protocol above, as the "
@@ -493,6 +534,287 @@ def markdown(table: paper_tables.Table, run: dict, steps_default: int | None = N
     if run.get("merged_from"):
         lines += ["", f"Runs from: {', '.join(run['merged_from'])}."]
     return "\n".join(lines)
+
+
+# Results are data: the run files in results/<table>/ (and each folder's headline.json, which picks the runs of the
+# headline and the ablations) are the only source of the result pages docs/results/<table>.md, RESULTS.md and the
+# block of README.md between the markers; `--write-docs` generates them and tests/test_results_docs.py keeps them so.
+RESULTS_DIR = "results"
+DOCS_DIR = "docs/results"
+MANIFEST = "headline.json"
+MANIFEST_KEYS = ("headline", "ablations", "figures", "differences", "notes")
+GROUP_KEYS = ("title", "files", "methods", "at_steps", "curve")
+PROVENANCE_KEYS = ("commit", "date", "machine", "command", "steps")
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+GENERATED = "Generated by `python -m gan_jax.reproduce --write-docs` from the run files in `results/`; do not edit."
+
+
+def provenance(root: str, argv: Sequence[str]) -> dict:
+    """Where a run file comes from: today's date, the checkout's commit (None outside a git checkout), the machine
+    (architecture, CPU model and count, JAX device kind and count) and the command line (argv without the program)."""
+    import jax
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=60).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    devices = jax.devices()
+    return {"date": time.strftime("%Y-%m-%d"), "commit": commit,
+            "machine": {"arch": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                        "device_kind": devices[0].device_kind, "device_count": len(devices)},
+            "command": shlex.join(["python", "-m", "gan_jax.reproduce", *argv])}
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, else the platform's processor string; None if neither says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_keys(entry: dict, allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def load_manifest(root: str, table: paper_tables.Table) -> dict | None:
+    """results/<table>/headline.json, checked: known keys, and every file it names present in the folder; None for a
+    table without one, which must then say in the registry why it has no results (`pending`)."""
+    folder = os.path.join(RESULTS_DIR, table.name)
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.exists(os.path.join(root, path)):
+        if not table.pending:
+            raise ValueError(f"{path} is missing: add it, or give table {table.name!r} a `pending` reason in "
+                             "gan_jax/paper_tables.py")
+        return None
+    if table.pending:
+        raise ValueError(f"table {table.name!r} has {path} and a `pending` reason; clear `pending`")
+    manifest = _read_json(os.path.join(root, path))
+    _check_keys(manifest, MANIFEST_KEYS, path)
+    if not manifest.get("headline"):
+        raise ValueError(f"{path} has no headline groups")
+    present = set(os.listdir(os.path.join(root, folder)))
+    for group in manifest["headline"] + manifest.get("ablations", []):
+        _check_keys(group, GROUP_KEYS, path)
+    named = [f for g in manifest["headline"] + manifest.get("ablations", []) for f in g["files"]]
+    missing = sorted(set(named + manifest.get("figures", [])) - present)
+    if missing:
+        raise ValueError(f"{path} names {missing}, which are not in {folder}/")
+    return manifest
+
+
+def pool(root: str, table: paper_tables.Table, group: dict) -> dict:
+    """The run files of one manifest group pooled by `merge_runs` (of its `methods` only, if it names them) and read
+    at its `at_steps` (step counts, or "lastN") if it has them."""
+    names = [f"{RESULTS_DIR}/{table.name}/{f}" for f in group["files"]]
+    runs = [_read_json(os.path.join(root, n)) for n in names]
+    spec = group.get("at_steps")
+    steps, last = ([], int(spec.removeprefix("last"))) if isinstance(spec, str) else (list(spec or []), 0)
+    run = merge_runs(table, runs, names, group.get("methods"), read_at=steps)
+    return at_steps(table, run, steps, last) if spec else run
+
+
+def headline(root: str, table: paper_tables.Table, manifest: dict) -> list[tuple[paper_tables.Row, dict]]:
+    """Each headline row, in the registry's order, with the pooled run it is read from."""
+    pooled = {}
+    for group in manifest["headline"]:
+        run = pool(root, table, group)
+        for method in run["results"]:
+            if method in pooled:
+                raise ValueError(f"{RESULTS_DIR}/{table.name}/{MANIFEST}: {method} is in two headline groups")
+            pooled[method] = run
+    return [(row, pooled[row.method]) for row in table.rows if row.method in pooled]
+
+
+def _budget(run: dict, method: str) -> str:
+    """"400000 × 5": a method's generator steps × seeds in a pooled run."""
+    return f"{_steps_text(run['steps']) or 'config default'} × {len(run['results'][method])}"
+
+
+def _paper_budget(table: paper_tables.Table) -> str:
+    return f"{table.paper_steps or 'unstated'} × {table.paper_seeds}"
+
+
+def _shared(runs: Sequence[dict], key: str):
+    """The value of `key` that every run has alike, else None."""
+    values = [run.get(key) for run in runs]
+    return values[0] if all(v == values[0] for v in values) else None
+
+
+def _budget_sentence(table: paper_tables.Table, ours: str) -> str:
+    note = f"; {table.budget_note}" if table.budget_note else ""
+    return (f"**Budget** (generator steps × seeds): paper {_paper_budget(table)}, ours {ours}{note}. Values: ours "
+            "mean ± std over seeds, paper mean ± its published spread." + _tolerance_sentence(table))
+
+
+def _machine_text(machine: dict | None) -> str:
+    if not machine:
+        return "—"
+    text = f"{machine['arch']}, {machine['cpu_count']} CPUs" + (f" ({machine['cpu']})" if machine.get("cpu") else "")
+    if machine["device_kind"] != "cpu":
+        text += f", {machine['device_count']}× {machine['device_kind']}"
+    return text
+
+
+def _seeds_text(run: dict) -> str:
+    """"0–4", "1, 3" or, where a file's methods have different seeds, per method."""
+    if "method_seeds" in run:
+        return "; ".join(f"{m}: {_seed_list(s)}" for m, s in run["method_seeds"].items())
+    return _seed_list(_seeds(run, next(iter(run["results"]))))
+
+
+def _runs_lines(root: str, table: paper_tables.Table, manifest: dict) -> list[str]:
+    """Every run file of the table with its provenance and the tables it is shown in."""
+    shown: dict[str, list[str]] = {}
+    for label, group in [("headline", g) for g in manifest["headline"]] + [
+            (str(i), g) for i, g in enumerate(manifest.get("ablations", []), 1)]:
+        for f in group["files"]:
+            shown.setdefault(f, []).append(label)
+    folder = os.path.join(root, RESULTS_DIR, table.name)
+    lines = ["| file | methods | seeds | steps | date | machine | commit | shown in |", "|" + "---|" * 8]
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".json") and n != MANIFEST):
+        run = _read_json(os.path.join(folder, name))
+        methods = "all" if set(run["results"]) == {r.method for r in table.rows} else ", ".join(run["results"])
+        commit = f"`{run['commit'][:7]}`" if run.get("commit") else "—"
+        cells = [f"[{name}](../../{RESULTS_DIR}/{table.name}/{name})", methods, _seeds_text(run),
+                 _steps_text(run["steps"]) or "config default", run.get("date") or "—",
+                 _machine_text(run.get("machine")), commit, ", ".join(dict.fromkeys(shown.get(name, []))) or "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _headline_lines(table: paper_tables.Table, rows: list[tuple[paper_tables.Row, dict]]) -> list[str]:
+    """The headline table: each row's budget and our values beside the paper's, then the floor."""
+    lines = _header(table, lead=("method", "steps × seeds"))
+    for row, run in rows:
+        lines.append("| " + " | ".join([row.method, _budget(run, row.method),
+                                         *_cells(table, row, run["results"][row.method])]) + " |")
+    return lines + [_floor_line(table, _shared([run for _, run in rows], "floor"), lead=2)]
+
+
+def _pending_page(table: paper_tables.Table) -> str:
+    lines = [f"# {table.name}", "", f"**{table.source}**", "", GENERATED, "",
+             f"**Not produced yet:** {table.pending}.", "", f"**Protocol.** {table.protocol}", "",
+             _budget_sentence(table, "none yet"), "", "## The paper's values", "",
+             "| method | " + " | ".join(f"{m} (paper)" for m in table.metrics) + " |",
+             "|" + "---|" * (len(table.metrics) + 1)]
+    lines += ["| " + " | ".join([row.method] + [_fmt(m, *row.paper[m]) if m in row.paper else "—"
+                                                for m in table.metrics]) + " |" for row in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def table_page(root: str, table: paper_tables.Table, manifest: dict | None,
+               rows: list[tuple[paper_tables.Row, dict]]) -> str:
+    """docs/results/<table>.md: protocol and budget from the registry, the headline rows against the paper, the
+    sample figures, the known protocol differences and notes of the manifest, its ablation tables and every run
+    file's provenance."""
+    if manifest is None:
+        return _pending_page(table)
+    runs = [run for _, run in rows]
+    ours = "per row below" if len({_steps_text(r["steps"]) for r in runs}) > 1 else (
+        f"{_steps_text(runs[0]['steps']) or 'config default'} × seeds per row below")
+    lines = [f"# {table.name}", "", f"**{table.source}**", "", GENERATED, "", f"**Protocol.** {table.protocol}", "",
+             _budget_sentence(table, ours), "", "## Ours against the paper", "", *_headline_lines(table, rows)]
+    facts = {_run_facts(run).strip() for run in runs} - {""}
+    lines += ["", *sorted(facts)] if facts else []
+    if len(manifest["headline"]) == 1:
+        differences = adjacent_differences(table, runs[0])
+        if differences:
+            lines += ["", f"Methods adjacent in mean {table.metrics[0]}: the difference of the means and Welch's "
+                          "t-test over seeds (two-sided p):", *differences]
+    for figure in manifest.get("figures", []):
+        lines += ["", f"![{figure}](../../{RESULTS_DIR}/{table.name}/{figure})"]
+    for key, title in (("differences", "Known protocol differences"), ("notes", "Notes")):
+        if manifest.get(key):
+            lines += ["", f"## {title}", "", *(f"- {text}" for text in manifest[key])]
+    for i, group in enumerate(manifest.get("ablations", []), 1):
+        run = pool(root, table, group)
+        lines += ["", f"## {i}. {group['title']}", "",
+                  f"Ours: {_seed_count(run)} × {_steps_text(run['steps']) or 'config default'} generator steps."
+                  + _run_facts(run), "", *_rows(table, run["results"], run.get("floor"))]
+        if run.get(PRECISE_BN_KEY):
+            lines += ["", "The same runs with G's batch statistics recomputed at the evaluated parameters "
+                          "(`eval.precise_bn_batches`):", "", *_rows(table, run[PRECISE_BN_KEY], run.get("floor"))]
+        if group.get("curve") and run.get("curves"):
+            lines += _curve_lines(table, run["curves"])
+    lines += ["", "## Runs", "", "Every run file of this table; each also records the command that made it.", "",
+              *_runs_lines(root, table, manifest)]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_lines(tables: list[tuple[paper_tables.Table, list[tuple[paper_tables.Row, dict]]]]) -> list[str]:
+    """One line per headline row of every table (one per table not produced yet), linking the table's page."""
+    lines = ["| table | method | metrics | ours | paper | verdict (distance in SE) | steps × seeds (paper's) |",
+             "|" + "---|" * 7]
+    for table, rows in tables:
+        link = f"[{table.name}]({DOCS_DIR}/{table.name}.md)"
+        metrics = " / ".join(table.metrics)
+        if not rows:
+            lines.append(f"| {link} | — | {metrics} | not produced yet: {table.pending} | | | "
+                         f"{table.budget_note or '—'} ({_paper_budget(table)}) |")
+        for row, run in rows:
+            cells = _cells(table, row, run["results"][row.method])
+            values = cells[:2 * len(table.metrics)]
+            verdict = cells[-1] if table.tolerance else "ranking only"
+            lines.append(f"| {link} | {row.method} | {metrics} | {' / '.join(values[::2])} | "
+                         f"{' / '.join(values[1::2])} | {verdict} | {_budget(run, row.method)} "
+                         f"({_paper_budget(table)}) |")
+    return lines
+
+
+def render_docs(root: str) -> tuple[dict[str, str], str]:
+    """({path under root: text} of docs/results/<table>.md and RESULTS.md, README.md's results block), all computed
+    from the run files in results/ and the registry."""
+    pages, tables = {}, []
+    for table in paper_tables.TABLES.values():
+        manifest = load_manifest(root, table)
+        rows = headline(root, table, manifest) if manifest else []
+        pages[f"{DOCS_DIR}/{table.name}.md"] = table_page(root, table, manifest, rows)
+        tables.append((table, rows))
+    summary = _summary_lines(tables)
+    pages["RESULTS.md"] = "\n".join([
+        "# Results", "", GENERATED, "",
+        "Each row pools the runs its table's `results/<table>/headline.json` names: the largest budget we ran, over "
+        "all its seeds. Each table's page (linked) gives the protocol, the known differences from the paper's, "
+        "further tables (ablations, other budgets, other classifiers) and every run's provenance. Ours: mean ± std "
+        "over seeds; paper: mean ± its published spread; a verdict says whether |ours − paper| ≤ z·√(SE_ours² + "
+        "SE_paper²) (z in each page's tolerance) and the distance in those standard errors.", "", *summary]) + "\n"
+    block = "\n".join(["Generated from `results/` by `python -m gan_jax.reproduce --write-docs`; per-table pages with "
+                       "protocols, ablations and provenance: [RESULTS.md](RESULTS.md).", "", *summary])
+    return pages, block
+
+
+def readme_with_results(text: str, block: str) -> str:
+    """README.md's text with `block` between its results markers, each of which it must hold once."""
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
+        raise ValueError(f"README.md needs one {README_BEGIN} line and, after it, one {README_END} line where the "
+                         "results table goes; add them and rerun")
+    head, rest = text.split(README_BEGIN)
+    return head + README_BEGIN + "\n" + block + "\n" + README_END + rest.split(README_END, 1)[1]
+
+
+def write_docs(root: str) -> list[str]:
+    """Regenerate docs/results/<table>.md, RESULTS.md and README.md's results block from results/; returns the paths
+    written. Checks README.md's markers before writing anything."""
+    pages, block = render_docs(root)
+    with open(os.path.join(root, "README.md")) as f:
+        pages["README.md"] = readme_with_results(f.read(), block)
+    os.makedirs(os.path.join(root, DOCS_DIR), exist_ok=True)
+    for path, text in pages.items():
+        with open(os.path.join(root, path), "w") as f:
+            f.write(text)
+    return sorted(pages)
 
 
 FLAGS = flags.FLAGS
@@ -509,6 +831,8 @@ flags.DEFINE_list("methods", None, "Only these methods (default: all of the tabl
 flags.DEFINE_list("at_steps", None, "Report each seed's evaluation at this step (several: their mean) from its "
                   "curve (--eval_every) instead of its last, e.g. to read the table at another checkpoint; lastN: "
                   "the mean of each seed's last N evaluations.")
+flags.DEFINE_bool("write-docs", False, "Regenerate docs/results/<table>.md, RESULTS.md and README.md's results "
+                  "block from the run files in results/ (no table, no other flag).")
 flags.DEFINE_list("merge", None, "Pool these <table>.json files of finished runs (seeds run apart; one file: "
                   "print it again with today's registry) into one table in --workdir instead of training; they "
                   "must share budget and classifier (each method pools the files that have it).")
@@ -524,7 +848,25 @@ def parse_at_steps(values: list[str]) -> tuple[list[int], int]:
     return [int(v) for v in values], 0
 
 
+def _write_docs_command(argv) -> None:
+    """--write-docs: regenerate the result pages from results/, training and pooling nothing."""
+    if len(argv) != 1:
+        raise app.UsageError(f"--write-docs regenerates every table's page and takes no table, got {argv[1:]}")
+    given = [f"--{f}" for f in ("workdir", "seeds", "first_seed", "steps", "eval_every", "set", "methods", "at_steps",
+                                "merge") if FLAGS[f].present]
+    if given:
+        raise app.UsageError(f"--write-docs only reads results/ and trains nothing; drop {', '.join(given)}")
+    try:
+        written = write_docs(ROOT)
+    except ValueError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
+    print("wrote " + ", ".join(written))
+
+
 def main(argv):
+    if FLAGS["write-docs"].value:
+        return _write_docs_command(argv)
     if len(argv) != 2:
         raise app.UsageError(f"usage: python -m gan_jax.reproduce TABLE --workdir DIR; tables: {sorted(paper_tables.TABLES)}")
     if not FLAGS.workdir:
@@ -565,7 +907,7 @@ def main(argv):
     with open(os.path.join(FLAGS.workdir, f"{table.name}.md"), "w") as f:
         f.write(text + facts + "\n")
     with open(os.path.join(FLAGS.workdir, f"{table.name}.json"), "w") as f:
-        json.dump(run, f, indent=1)
+        json.dump({"table": table.name} | provenance(ROOT, sys.argv[1:]) | run, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -17,19 +18,18 @@ from tests.helpers import subprocess_xla_flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_registry_configs_exist_for_tables_produced_here():
+def test_registry_configs_exist_for_every_table():
     for table in paper_tables.TABLES.values():
         assert set(table.floor) == set(table.metrics)
         for row in table.rows:
             assert set(row.paper) <= set(table.metrics)
-            if not table.not_here:
-                assert os.path.exists(os.path.join(ROOT, row.config.split(":")[0])), row.config
-                assert load_config(row.config, ROOT).paper
+            assert os.path.exists(os.path.join(ROOT, row.config.split(":")[0])), row.config
+            assert load_config(row.config, ROOT).paper
 
 
 def test_stacked_mnist_metz_rows_follow_pacgan_table_3():
     table = paper_tables.get_table("stacked_mnist_metz")
-    assert table.classifier == "experiments/classifier_mnist.py" and not table.not_here
+    assert table.classifier == "experiments/classifier_mnist.py"
     for row in table.rows:
         config = load_config(row.config, ROOT)
         pack = config.model.pack
@@ -79,11 +79,9 @@ def test_tolerance_is_a_two_standard_error_band_around_the_paper():
         paper_tables.get_table("fid_mnist"), _fid_run(0, {"NS-GAN": [100.0]}))
 
 
-def test_unknown_table_and_tables_not_produced_here_say_why():
-    with pytest.raises(ValueError, match="unknown table 'cifar'; allowed: \\["):
+def test_unknown_table_names_the_tables():
+    with pytest.raises(ValueError, match="unknown table 'cifar'; allowed: \\['fid_fashion_mnist', 'fid_mnist'"):
         paper_tables.get_table("cifar")
-    with pytest.raises(ValueError, match="not produced here: needs a GPU"):
-        reproduce.run_table(paper_tables.get_table("stacked_mnist"), "/tmp/unused", seeds=1)
 
 
 def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
@@ -93,6 +91,14 @@ def test_reproduce_command_end_to_end_at_a_tiny_budget(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| GAN |" in p.stdout and "| PacGAN2 |" in p.stdout and "17.3 ± 0.8" in p.stdout
+    # The run file says where it comes from: commit, date, machine, budget, seeds and the command.
+    saved = json.loads((tmp_path / "mixture_grid.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    assert saved["table"] == "mixture_grid" and saved["commit"] == (head or None)
+    assert saved["date"] == time.strftime("%Y-%m-%d") and (saved["steps"], saved["seeds"]) == (5, 1)
+    assert saved["machine"]["cpu_count"] == os.cpu_count() and saved["machine"]["device_kind"] == "cpu"
+    assert saved["command"] == ("python -m gan_jax.reproduce mixture_grid --workdir " + str(tmp_path)
+                                + " --seeds 1 --steps 5 --methods GAN,PacGAN2")
     assert (tmp_path / "mixture_grid.md").read_text().startswith("**Lin et al. 2018 (PacGAN), Table 1, 2D-grid**")
     # A second call resumes the finished runs (no new training) and prints the same table.
     p2 = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
@@ -158,6 +164,8 @@ def test_first_seed_trains_only_the_later_seeds_in_their_own_directories(tmp_pat
     assert "Ours: 1 seed(s) (seed 2) ×" in reproduce.markdown(table, {**run, "seeds": 1, "first_seed": 2})
     with pytest.raises(ValueError, match="first_seed=-1"):
         reproduce.run_table(table, str(tmp_path), seeds=1, first_seed=-1)
+    # Without --steps the file records the configs' own length (the ring configs': 10,000).
+    assert reproduce.run_table(table, str(tmp_path / "default"), seeds=1, methods=["GAN"])["steps"] == 10_000
 
 
 def test_precise_bn_results_are_recorded_pooled_and_printed_as_a_second_table(tmp_path, monkeypatch):
@@ -253,7 +261,7 @@ def test_set_changes_every_runs_config_is_recorded_and_refuses_keys_the_config_l
 
 
 # Classifier FIDs of the Fashion-MNIST table at 2,000 steps, seeds 0 / 1 / 2
-# (results/2026-12-0{1,2}/fid_fashion_mnist_seed{0,1,2}_2000steps.json).
+# (results/fid_fashion_mnist/all_seed{0,1,2}_2000.json).
 RASGAN = [68.24703979492188, 67.19659423828125, 64.69952392578125]
 NS_GAN = [69.35540771484375, 71.06607055664062, 69.525146484375]
 
@@ -268,7 +276,7 @@ def test_welch_t_test_matches_its_formula_and_the_recorded_fashion_mnist_figures
     np.testing.assert_allclose(t, diff / np.sqrt(va + vb), rtol=1e-12)
     # Two-sided Student-t tail through the regularised incomplete beta function (JAX's, not scipy's).
     np.testing.assert_allclose(p, float(betainc(df / 2, 0.5, df / (df + jnp.asarray(t) ** 2))), rtol=1e-4)
-    assert (round(diff, 1), round(t, 2), round(p, 2)) == (3.3, 2.76, 0.07)  # as RESULTS.md states
+    assert (round(diff, 1), round(t, 2), round(p, 2)) == (3.3, 2.76, 0.07)  # as printed for those three seeds
     assert np.isnan(reproduce.welch([8.0, 8.0], [8.0, 8.0])[2])
     with warnings.catch_warnings():  # one constant sample (8 of 8 ring modes twice) is exact, not a precision loss
         warnings.simplefilter("error")
@@ -384,33 +392,27 @@ def test_pacgan2_on_the_2d_ring_reproduces_the_papers_mode_count(tmp_path):
 
 
 def test_every_recorded_run_file_prints_again_with_merge():
-    """RESULTS.md re-prints its tables from results/*/*.json with `--merge`; each raw file must stay readable.
-    Files written before runs named their table are matched to the longest table name that starts their name."""
-    legacy = {"2026-11-27/parzen_mnist.json"}  # predates the run format; copied into parzen_mnist_125000steps.json
-    printed = 0
-    for path in sorted(glob.glob(os.path.join(ROOT, "results", "*", "*.json"))):
-        name = os.path.relpath(path, os.path.join(ROOT, "results"))
+    """Each run file in results/<table>/ stays a run of its folder's table that `--merge` reads and prints."""
+    paths = sorted(p for p in glob.glob(os.path.join(ROOT, "results", "*", "*.json"))
+                   if os.path.basename(p) != reproduce.MANIFEST)
+    for path in paths:
+        name = os.path.relpath(path, ROOT)
         with open(path) as f:
             run = json.load(f)
-        if name in legacy:
-            assert "results" not in run
-            continue
-        table_name = run.get("table") or max((t for t in paper_tables.TABLES
-                                              if os.path.basename(name).startswith(t)), key=len)
-        table = paper_tables.get_table(table_name)
+        assert run["table"] == os.path.basename(os.path.dirname(path)), name
+        table = paper_tables.get_table(run["table"])
         assert f"Runs from: {name}." in reproduce.markdown(table, reproduce.merge_runs(table, [run], [name]))
-        printed += 1
-    assert printed >= 59
+    assert len(paths) >= 102
 
 
-def test_converted_parzen_run_keeps_the_recorded_250_epoch_values():
-    with open(os.path.join(ROOT, "results", "2026-11-27", "parzen_mnist.json")) as f:
-        recorded = json.load(f)["runs"]["simultaneous (config default)"]
-    with open(os.path.join(ROOT, "results", "2026-11-27", "parzen_mnist_125000steps.json")) as f:
+def test_parzen_run_file_keeps_its_250_epoch_values():
+    with open(os.path.join(ROOT, "results", "parzen_mnist", "adversarial_nets_seed0_125k.json")) as f:
         run = json.load(f)
     (ev,) = run["results"]["Adversarial nets"]
-    assert ev == {m: recorded["125000"][m] for m in ("parzen_log_likelihood", "nn_distance_ratio")}
-    assert run["steps"] == 125000 and run["wall_s"] == sum(leg["wall_s"] for leg in recorded.values())
+    (curve,) = run["curves"]["Adversarial nets"]
+    assert list(curve) == ["10000", "30000", "50000", "70000", "125000"]
+    assert ev == {m: curve["125000"][m] for m in ("parzen_log_likelihood", "nn_distance_ratio")}
+    assert run["steps"] == 125000 and round(ev["parzen_log_likelihood"], 1) == 185.9
     table = paper_tables.get_table("parzen_mnist")
     assert "| Adversarial nets | 186 | 225 ± 2 | 1.03 | — | parzen_log_likelihood no (19.5) |" in reproduce.markdown(
         table, reproduce.merge_runs(table, [run], ["parzen"]))
@@ -522,8 +524,7 @@ def test_merge_pools_runs_of_different_lengths_only_when_read_at_a_step_they_all
 def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(tmp_path):
     """A recorded 400k ring run: its curve's last evaluation is the result the table reports, and the command
     reads it at any recorded step or refuses a step it lacks, naming the recorded ones."""
-    path = os.path.join(ROOT, "results", "2026-12-04",
-                        "mixture_ring_pacgan2_simultaneous_pacganbn_seed3_400000steps.json")
+    path = os.path.join(ROOT, "results", "mixture_ring", "pacgan2_simultaneous_pacganbn_seed3_400k.json")
     with open(path) as f:
         run = json.load(f)
     table = paper_tables.get_table("mixture_ring")
