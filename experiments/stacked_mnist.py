@@ -1,15 +1,26 @@
 """Stacked MNIST, 1000 modes (PacGAN Table 2, the VEEGAN setting): DCGAN and PacDCGAN2/3/4.
 
 python launch.py --config experiments/stacked_mnist.py[:dcgan|pacdcgan2|pacdcgan3|pacdcgan4] --workdir DIR \\
-    --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER
+    --config.eval.classifier_dir=DIR_OF_OUR_MNIST_CLASSIFIER [--config.steps=20000]   (resumable legs)
 
-Protocol (paper_tables.md §3): 128,000 stacked images whose digits are drawn from MNIST train+test;
-Adam 2e-4, β1 0.5, batch 64, 50 epochs = 100k updates, non-saturating loss; the critic of PacDCGANm sees
-m samples stacked along channels (3m); evaluation on 26,000 samples, each channel read by an MNIST
-classifier (ours: experiments/classifier_mnist.py, 99.22 %), modes of 1000 and KL(generated || uniform).
-Differences from PacGAN's nets (carpedm20's DCGAN: 5×5 kernels, G from a 2×2×512 linear stage, D widths
-64-128-256-512): ours is the DCGAN of gan_jax.models.dcgan at 28 px (4×4 kernels, a 7×7×256 stage,
-widths 256-128). A GPU job: ~7.4 s/step for the paper's nets on this 2-core CPU.
+As PacGAN's code, fjxmlzn/PacGAN stacked_MNIST_experiments/VEEGAN_experiment (config.py, model.py,
+pacgan_task.py), built on carpedm20/DCGAN-tensorflow (model.py, ops.py):
+- data (model.py `load_mnist`): 128,000 stacked 28×28×3 images, each channel a digit drawn from MNIST train+test;
+- nets (model.py `generator` / `discriminator`, ops.py): gan_jax.models.dcgan_tf — G z → Dense 2×2×512 → 5×5
+  stride-2 transposed convolutions 256-128-64-3, BN + ReLU, tanh; D 5×5 stride-2 convolutions 64-128-256-512
+  (BN from the second), LeakyReLU 0.2, Dense 1; biases, N(0, 0.02) / truncated N(0, 0.02) weights;
+- z: 100-d U(−1, 1) (model.py `train`, pacgan_task.py);
+- packing (model.py `build_model`): G runs once per slot (its batch norm per slot) and the m samples are stacked
+  along channels (3m), the real ones m stacked images drawn at random; the batch of 64 counts packed examples,
+  so PacDCGANm draws 64 m images per step;
+- loss and optimiser (model.py, config.py): non-saturating, Adam 2e-4, β1 0.5 (β2 0.999, TF's default), for both;
+- length (config.py): 50 epochs of 128,000 / 64 = 2,000 steps: 100,000 steps;
+- evaluation (model.py `log_metrics`): after every epoch (eval_every 2,000: the learning curve), 26,000 samples of
+  fixed codes, G's running batch statistics, each channel read by an MNIST classifier (PacGAN: a Keras CNN;
+  ours: experiments/classifier_mnist.py), modes of 1000 and KL(generated triples ‖ uniform).
+Differences: the code takes two generator steps per critic step, on the critic step's codes (model.py: "Run g_optim
+twice"); here one. Its real images are in [0, 1] (X / 255) for a tanh G; here both are in [−1, 1]. Its G moves the
+batch-norm running averages once per slot and call; here once per step by the slots' mean statistics.
 """
 from experiments.images import image_config
 
@@ -27,12 +38,16 @@ def get_config(variant: str = "dcgan"):
     c.data.train_split = "train+test"
     c.data.num_train = 128_000
     c.steps = 100_000
-    c.batch_size = 64
-    c.checkpoint_every = 5_000
-    c.sample_every = 5_000
+    c.batch_size = 64 * pack
+    c.log_every = 100
+    c.checkpoint_every = 1_000
+    c.eval_every = 2_000
+    c.sample_every = 2_000
     c.model.pack = pack
-    c.model.generator = dict(name="dcgan", image_size=28, channels=3)
-    c.model.critic = dict(name="dcgan", image_size=28, channels=3 * pack)
+    c.model.latent_dim = 100
+    c.model.latent_distribution = "uniform"
+    c.model.generator = dict(name="dcgan_tf", image_size=28, channels=3)
+    c.model.critic = dict(name="dcgan_tf", image_size=28, channels=3 * pack)
     c.loss.name = "non_saturating"
     c.optim.generator = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim.critic = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)

@@ -2,7 +2,7 @@
 
     run = gan_jax.load("/tmp/ring")                  # config.json + the newest usable checkpoint
     x = run.sample(0, 64)                            # GAN / VAE: 64 samples from seed 0, a numpy array
-    z = run.latents(1, 8, truncation=1.0)            # codes, truncated to [−1, 1]
+    z = run.latents(1, 8, truncation=1.0)            # codes from the run's prior, truncated to [−1, 1]
     path = run.interpolate(2, 10, method="slerp")    # 10 outputs along the great circle between two codes
     y = run.translate(images, direction="x_to_y")    # pix2pix / CycleGAN
 
@@ -130,20 +130,24 @@ def _traced_init(init: Callable[[jax.Array, dict[str, Any]], Any], config: ml_co
 
 
 class LatentRun(Run):
-    """A run with a generator of codes z ~ N(0, I) [n, latent_dim]: the latent tools of gan_jax.latent work on its
-    `generate` and `latent_dim`. Conditional generators (num_classes > 0) take labels: one class for all (an int)
-    or one each [n]; without labels they get the balanced labels 0, 1, ..., K − 1, 0, 1, ... (example i has
-    class i mod K), as the task's own sample grids and evaluations do."""
+    """A run with a generator of codes z [n, latent_dim] from its prior (`latent_distribution`, see
+    `gan_jax.prior.sample_latents`): the latent tools of gan_jax.latent work on its `generate` and `latent_dim`.
+    Conditional generators (num_classes > 0) take labels: one class for all (an int) or one each [n]; without labels
+    they get the balanced labels 0, 1, ..., K − 1, 0, 1, ... (example i has class i mod K), as the task's own sample
+    grids and evaluations do."""
 
     latent_dim: int
     num_classes: int = 0
+    latent_distribution: str = "normal"
 
     def latents(self, key: KeyLike, n: int, truncation: float | None = None) -> np.ndarray:
-        """n codes [n, latent_dim] ~ N(0, I), or truncated to [−t, t] with `truncation` t (the truncation trick of
-        BigGAN, Brock et al. 2019: less variety, higher fidelity as t shrinks)."""
+        """n codes [n, latent_dim] from the run's prior (N(0, I) or U(−1, 1)), or that prior truncated to [−t, t]
+        with `truncation` t (the truncation trick of BigGAN, Brock et al. 2019: less variety, higher fidelity as t
+        shrinks)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"the number of samples must be an integer >= 1, got {n!r}")
-        return np.asarray(prior.sample_latents(_as_key(key), (int(n), self.latent_dim), truncation))
+        return np.asarray(prior.sample_latents(_as_key(key), (int(n), self.latent_dim), truncation,
+                                               self.latent_distribution))
 
     def sample(self, key: KeyLike, n: int, labels: np.ndarray | int | None = None,
                truncation: float | None = None) -> np.ndarray:
@@ -190,6 +194,8 @@ class GANRun(LatentRun):
         super().__init__(workdir, config, state)
         self.gan = train.build(config)
         self.latent_dim, self.num_classes = config.model.latent_dim, config.model.num_classes
+        # Absent from the configs of runs from before the field: those drew N(0, I).
+        self.latent_distribution = config.model.get("latent_distribution", "normal")
         g = state.generator
         self._variables = g.replace(params=g.ema or g.params).variables
 

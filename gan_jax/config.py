@@ -165,8 +165,9 @@ def base_config() -> ml_collections.ConfigDict:
     # center_crop x center_crop square of each image before resizing to image_size (DCGAN's CelebA: 108); 0: none.
     c.data = ml_collections.ConfigDict(dict(name="ring", num_train=100_000, data_dir="", manual_dir="",
                                             image_size=0, train_split="train", center_crop=0))
+    # latent_distribution: the prior of z, "normal" N(0, I) or "uniform" U(−1, 1) (gan_jax.prior.sample_latents).
     c.model = ml_collections.ConfigDict(dict(
-        latent_dim=2, dtype="float32", pack=1, num_classes=0,
+        latent_dim=2, latent_distribution="normal", dtype="float32", pack=1, num_classes=0,
         generator=ml_collections.ConfigDict(dict(name="mlp")),
         critic=ml_collections.ConfigDict(dict(name="mlp"))))
     # The weights of the objective terms (gan_jax.objectives): the critic minimises the pair's critic loss (name)
@@ -187,8 +188,11 @@ def base_config() -> ml_collections.ConfigDict:
     # precise_bn_batches: mixtures also report each metric as <metric>_precise_bn, with G's batch-norm statistics
     # recomputed at the evaluated parameters from that many training-size batches instead of the running
     # averages (Wu & Johnson 2021, "precise BN"); 0: off.
+    # features: the network of FID / KID / IS (gan_jax.metrics.features.FEATURE_CHOICES): "classifier", our LeNet
+    # saved in classifier_dir (none set: no FID), or "inception", the FID InceptionV3 with the .npz weights
+    # inception_weights (python -m gan_jax.metrics.convert_inception makes it from pytorch-fid's .pth).
     c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False,
-                                            precise_bn_batches=0))
+                                            precise_bn_batches=0, features="classifier", inception_weights=""))
     return c
 
 
@@ -216,7 +220,7 @@ def _require(ok: bool, msg: str) -> None:
 def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     """Raise ValueError for unknown fields or bad values of a GAN config; each message names the value and the
     allowed ones."""
-    from gan_jax import losses
+    from gan_jax import losses, prior
 
     check_fields(config, base_config())
     for field in ("loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
@@ -224,6 +228,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         _require(isinstance(v, int) and v >= 1, f"config.{field} must be an integer >= 1, got {v!r}")
     v = config.data.center_crop
     _require(isinstance(v, int) and v >= 0, f"config.data.center_crop must be an integer >= 0 (0: no crop), got {v!r}")
+    _require(config.model.latent_distribution in prior.DISTRIBUTIONS,
+             f"unknown config.model.latent_distribution {config.model.latent_distribution!r}; "
+             f"allowed: {list(prior.DISTRIBUTIONS)}")
     v = config.eval.precise_bn_batches
     _require(isinstance(v, int) and v >= 0, f"config.eval.precise_bn_batches must be an integer >= 0 (0: off), got {v!r}")
     _require(config.loss.name in losses.LOSS_NAMES,

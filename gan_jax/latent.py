@@ -38,6 +38,8 @@ class LatentGenerator(Protocol):
 
     latent_dim: int
 
+    def latents(self, key: Any, n: int, truncation: float | None = None) -> np.ndarray: ...
+
     def generate(self, z: Any) -> np.ndarray: ...
 
 
@@ -60,29 +62,31 @@ def apply_attribute(z: Array, vector: Array, scales: Sequence[float]) -> Array:
     return z[:, None, :] + jnp.asarray(scales)[None, :, None] * vector
 
 
-def _generator(generator: Generator, latent_dim: int | None) -> tuple[Callable[[Array], Array], int]:
-    """(generate function, code size) of a loaded run (`gan_jax.load`) or of a bare function and `latent_dim`."""
+def _generator(generator: Generator, latent_dim: int | None
+               ) -> tuple[Callable[[Array], Array], Callable[[Array, int, float | None], Array]]:
+    """(generate function, codes(key, n, truncation)) of a loaded run (`gan_jax.load`: its own prior) or of a bare
+    function and `latent_dim` (codes z ~ N(0, I))."""
     if callable(generator):
         if latent_dim is None:
             raise ValueError("a bare generate function needs latent_dim")
-        return generator, latent_dim
-    return generator.generate, generator.latent_dim
+        return generator, lambda key, n, t: sample_latents(key, (n, latent_dim), t)
+    return generator.generate, lambda key, n, t: jnp.asarray(generator.latents(key, n, t))
 
 
 def interpolation_grid(generator: Generator, key: Array, rows: int = 6, steps: int = 10, method: str = "slerp", *,
                        latent_dim: int | None = None) -> np.ndarray:
     """One row per random pair of codes, `steps` images along the path: images [rows·steps, H, W, C]."""
-    generate, d = _generator(generator, latent_dim)
-    ends = jax.random.normal(key, (rows, 2, d))
-    z = jnp.concatenate([interpolate(e[0], e[1], steps, method) for e in ends])
+    generate, codes = _generator(generator, latent_dim)
+    ends = codes(key, 2 * rows, None)
+    z = jnp.concatenate([interpolate(ends[2 * i], ends[2 * i + 1], steps, method) for i in range(rows)])
     return np.asarray(generate(z))
 
 
 def truncation_grid(generator: Generator, key: Array, thresholds: Sequence[float | None], num: int = 10, *,
                     latent_dim: int | None = None) -> np.ndarray:
     """One row per threshold (None: no truncation), the same `key` for every row: [len·num, H, W, C]."""
-    generate, d = _generator(generator, latent_dim)
-    return np.concatenate([np.asarray(generate(sample_latents(key, (num, d), t))) for t in thresholds])
+    generate, codes = _generator(generator, latent_dim)
+    return np.concatenate([np.asarray(generate(codes(key, num, t))) for t in thresholds])
 
 
 def _ink(images: np.ndarray) -> np.ndarray:

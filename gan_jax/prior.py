@@ -1,5 +1,6 @@
-"""The latent prior p(z) of the generators and the VAE decoder, z ~ N(0, I), optionally truncated, and paths
-between two codes. These act on codes only; `gan_jax.latent` builds the latent-space tools on a generator from them.
+"""The latent prior p(z) of the generators and the VAE decoder, z ~ N(0, I) or U(−1, 1) per coordinate, optionally
+truncated, and paths between two codes. These act on codes only; `gan_jax.latent` builds the latent-space tools on a
+generator from them.
 """
 from __future__ import annotations
 
@@ -7,15 +8,27 @@ import jax
 import jax.numpy as jnp
 
 METHODS = ("linear", "slerp")
+DISTRIBUTIONS = ("normal", "uniform")
 
 
-def sample_latents(key: jax.Array, shape: tuple[int, ...], truncation: float | None = None) -> jax.Array:
-    """z ~ N(0, I) of `shape`, or the truncated normal on [−t, t] for t > 0: the truncation trick of
-    BigGAN (Brock et al. 2019, Sec. 3.1), values outside resampled, trading variety for fidelity."""
+def sample_latents(key: jax.Array, shape: tuple[int, ...], truncation: float | None = None,
+                   distribution: str = "normal") -> jax.Array:
+    """z of `shape` from the prior: N(0, I) ("normal") or U(−1, 1) per coordinate ("uniform", the z of DCGAN,
+    Radford et al. 2016, and of carpedm20/DCGAN-tensorflow).
+
+    With `truncation` t > 0, the prior conditioned on every coordinate lying in [−t, t]: the truncated normal,
+    values outside resampled (the truncation trick of BigGAN, Brock et al. 2019, Sec. 3.1, trading variety for
+    fidelity), or U(−min(t, 1), min(t, 1)).
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown latent distribution {distribution!r}; allowed: {list(DISTRIBUTIONS)}")
+    if truncation is not None and not truncation > 0:
+        raise ValueError(f"truncation must be None or > 0, got {truncation}")
+    if distribution == "uniform":
+        bound = 1.0 if truncation is None else min(float(truncation), 1.0)
+        return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
     if truncation is None:
         return jax.random.normal(key, shape)
-    if not truncation > 0:
-        raise ValueError(f"truncation must be None or > 0, got {truncation}")
     return jax.random.truncated_normal(key, -truncation, truncation, shape)
 
 

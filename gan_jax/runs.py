@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from gan_jax import checkpoint, tasks
+from gan_jax import checkpoint, config as config_lib, tasks
 
 CONFIG_FILE = "config.json"  # the run's config, written at each launch
 EVAL_FILE = "eval.json"      # the final evaluation, written at the end of the run
@@ -26,7 +26,25 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(errno.ENOENT, f"no {CONFIG_FILE}: {workdir} is not the workdir of a run of launch.py",
                                 path)
     with open(path) as f:
-        return ml_collections.ConfigDict(_tuples(json.load(f)))
+        return _with_defaults(ml_collections.ConfigDict(_tuples(json.load(f))))
+
+
+def _with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with its task schema's default for every field it lacks: a run saved before a field existed
+    reads as it was trained, since a new field's default keeps the old behaviour."""
+    have = config_lib.flatten(config)
+    with config.unlocked():
+        for key, value in config_lib.flatten(tasks.schema(config)).items():
+            if key in have:
+                continue
+            *parents, leaf = key.split(".")
+            node = config
+            for name in parents:
+                if name not in node:
+                    node[name] = ml_collections.ConfigDict()
+                node = node[name]
+            node[leaf] = value
+    return config
 
 
 def _tuples(value: Any) -> Any:

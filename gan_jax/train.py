@@ -28,7 +28,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib, losses, models, objectives, parallel
+from gan_jax import config as config_lib, losses, models, objectives, parallel, prior
 from gan_jax.models import goodfellow
 from gan_jax.models.normalization import REFERENCE, set_vbn_reference
 from gan_jax.objectives import Stream
@@ -182,8 +182,8 @@ def _fold(keys: jax.Array, purpose: Stream) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (0, None))(keys, int(purpose))
 
 
-def _latents(keys: jax.Array, latent_dim: int) -> jax.Array:
-    return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(keys)
+def _latents(keys: jax.Array, latent_dim: int, distribution: str) -> jax.Array:
+    return jax.vmap(lambda k: prior.sample_latents(k, (latent_dim,), distribution=distribution))(keys)
 
 
 class _Network(NamedTuple):
@@ -218,6 +218,7 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
     features = any(w.term.features for w in critic_terms + generator_terms)
     critic_kwargs = {"return_features": True} if features else {}
     simultaneous = cfg.loss.simultaneous
+    distribution = cfg.model.latent_distribution
 
     def cond(labels: jax.Array | None) -> tuple:
         return (labels,) if num_classes else ()
@@ -247,7 +248,7 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
         labels = (jax.vmap(lambda k: jax.random.randint(k, (), 0, num_classes))(_fold(keys, Stream.FAKE_LABEL))
                   if num_classes else None)
         fake, stats = generator(_variables(params, g.batch_stats),
-                                (_latents(_fold(keys, Stream.LATENT), latent), *cond(labels)),
+                                (_latents(_fold(keys, Stream.LATENT), latent, distribution), *cond(labels)),
                                 _fold(keys, Stream.GENERATOR_DROPOUT))
         return fake, (labels, stats)
 
@@ -332,7 +333,8 @@ def sample(gan: GAN, params, batch_stats, key: jax.Array, n: int, labels: jax.Ar
     """
     if gan.config.model.num_classes and labels is None:
         raise ValueError(f"a conditional generator (num_classes={gan.config.model.num_classes}) needs labels")
-    return _sample(gan.generator, gan.config.model.latent_dim, n, params, batch_stats, key, labels)
+    m = gan.config.model
+    return _sample(gan.generator, m.latent_dim, m.latent_distribution, n, params, batch_stats, key, labels)
 
 
 def precise_batch_stats(gan: GAN, params, batch_stats, key: jax.Array, batches: int, batch_size: int):
@@ -343,22 +345,25 @@ def precise_batch_stats(gan: GAN, params, batch_stats, key: jax.Array, batches: 
         raise ValueError(f"precise batch statistics need an unconditional generator with a bn_momentum field (the "
                          f"MLP); got {type(gan.generator).__name__} with num_classes={gan.config.model.num_classes}")
     generator = gan.generator.clone(bn_momentum=0.0, bn_axis_name=None)
-    return _precise_batch_stats(generator, gan.config.model.latent_dim, batches, batch_size, params, batch_stats, key)
+    m = gan.config.model
+    return _precise_batch_stats(generator, m.latent_dim, m.latent_distribution, batches, batch_size, params,
+                                batch_stats, key)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _precise_batch_stats(generator: nn.Module, latent_dim: int, batches: int, batch_size: int, params, batch_stats,
-                         key):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _precise_batch_stats(generator: nn.Module, latent_dim: int, distribution: str, batches: int, batch_size: int,
+                         params, batch_stats, key):
     def one(total, k):  # with momentum 0 the "running averages" a training-mode call returns are the batch's own
-        _, stats = _apply(generator, _variables(params, batch_stats), (jax.random.normal(k, (batch_size, latent_dim)),),
-                          True)
+        z = prior.sample_latents(k, (batch_size, latent_dim), distribution=distribution)
+        _, stats = _apply(generator, _variables(params, batch_stats), (z,), True)
         return jax.tree.map(jnp.add, total, stats), None
 
     total, _ = lax.scan(one, jax.tree.map(jnp.zeros_like, batch_stats), jax.random.split(key, batches))
     return jax.tree.map(lambda t: t / batches, total)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _sample(generator: nn.Module, latent_dim: int, n: int, params, batch_stats, key, labels) -> jax.Array:
-    z = jax.random.normal(key, (n, latent_dim))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _sample(generator: nn.Module, latent_dim: int, distribution: str, n: int, params, batch_stats, key,
+            labels) -> jax.Array:
+    z = prior.sample_latents(key, (n, latent_dim), distribution=distribution)
     return _apply(generator, _variables(params, batch_stats), (z, *(() if labels is None else (labels,))), False)[0]

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import latent
+from gan_jax import latent, prior
 
 
 def test_interpolation_endpoints_and_slerp_geometry():
@@ -59,9 +59,14 @@ def test_grids():
     rows = latent.truncation_grid(generate, jax.random.key(0), [None, 0.1], num=6, latent_dim=3)
     chex.assert_shape(rows, (12, 4, 5, 1))
     assert np.max(np.abs(rows[6:])) <= np.tanh(0.1) + 1e-6
-    # A loaded run (anything with latent_dim and generate) draws the same grids.
-    run = types.SimpleNamespace(latent_dim=3, generate=generate)
+    # A loaded run (anything with latent_dim, latents and generate) draws the same grids from N(0, I) codes...
+    run = types.SimpleNamespace(latent_dim=3, generate=generate,
+                                latents=lambda key, n, t=None: prior.sample_latents(key, (n, 3), t))
     np.testing.assert_array_equal(latent.interpolation_grid(run, jax.random.key(0), 2, 4, "linear"), grid)
     np.testing.assert_array_equal(latent.truncation_grid(run, jax.random.key(0), [None, 0.1], 6), rows)
+    # ... and from its own prior: a run of U(-1, 1) codes puts every generated value inside tanh(1).
+    uniform = types.SimpleNamespace(latent_dim=3, generate=generate, latents=lambda key, n, t=None: prior.sample_latents(
+        key, (n, 3), t, distribution="uniform"))
+    assert np.max(np.abs(latent.interpolation_grid(uniform, jax.random.key(0), 8, 4, "linear"))) < np.tanh(1.0)
     with pytest.raises(ValueError, match="latent_dim"):
         latent.truncation_grid(generate, jax.random.key(0), [None])

@@ -23,6 +23,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 GENERATORS = {
     "mlp": "mlp:MLPGenerator",
     "dcgan": "dcgan:DCGANGenerator",
+    "dcgan_tf": "dcgan_tf:DCGANTFGenerator",                # carpedm20's DCGAN, Stacked MNIST / PacGAN Table 2
     "goodfellow": "goodfellow:GoodfellowGenerator",
     "metz": "metz:MetzGenerator",                           # Stacked MNIST, Metz et al. 2016 / PacGAN Table 3
     "sngan": "sngan:SNGANGenerator",                        # SN-GAN standard CNN, Miyato et al. 2018 Table 3
@@ -31,6 +32,7 @@ GENERATORS = {
 CRITICS = {
     "mlp": "mlp:MLPCritic",
     "dcgan": "dcgan:DCGANDiscriminator",
+    "dcgan_tf": "dcgan_tf:DCGANTFDiscriminator",
     "goodfellow": "goodfellow:GoodfellowDiscriminator",
     "metz": "metz:MetzDiscriminator",
     "sngan": "sngan:SNGANDiscriminator",

@@ -1,14 +1,16 @@
 """DCGAN generator and critic (Radford et al. 2016, "Unsupervised Representation Learning with DCGANs").
 
-Defaults equal `shared/bench/torch_reference.py` layer for layer at 32 and 64 px:
+Defaults equal the PyTorch reference step of benchmarks/bench.py (`benchmarks/torch_reference.py`) layer for layer
+at 32 and 64 px:
 G: ConvT(z -> w0, k=base, s1, p0) BN ReLU, [ConvT(4, s2, p1) BN ReLU]*, ConvT(-> C, 4, s2, p1) tanh;
 D: Conv(C -> w_last, 4, s2, p1) LReLU(0.2), [Conv(4, s2, p1) (BN) LReLU(0.2)]*, Conv(-> 1, k=base, s1, p0);
 no biases, weights N(0, 0.02), BatchNorm momentum 0.9 (torch's 0.1), eps 1e-5, z of 100 (the config's latent_dim).
 ``widths`` lists the feature widths from the coarsest (base x base) stage to the finest, as torch_reference's
 ARCHS; the critic uses them in reverse. base = image_size / 2**len(widths): 4 at 32 and 64 px, and 7 at
 28 px (MNIST: a 7x7 stage, then 14 and 28, like Gulrajani et al.'s MNIST nets; widths (256, 128)).
-All convolutions are gan_jax.models.layers' (``conv_impl``, default "auto", picks their form, see there). ``dtype`` is the compute dtype
-(bfloat16 option); parameters and batch-norm statistics stay float32, images and scores are float32.
+All convolutions are gan_jax.models.layers' (``conv_impl``, default "auto", picks their form, see there). ``dtype``
+is the compute dtype (bfloat16 option); parameters and batch-norm statistics stay float32, images and scores are
+float32.
 """
 from __future__ import annotations
 
