@@ -48,6 +48,7 @@ from scipy import stats
 
 from gan_jax import host_memory, paper_tables, writers
 from gan_jax.config_files import load_config
+from gan_jax.metrics import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: configs, results/, docs
 PERCENT = ("high_quality", "confident")
@@ -104,7 +105,7 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
     root = root or ROOT
     rows = [table.row(m) for m in methods] if methods else list(table.rows)
     results, t0 = {}, time.time()
-    classifier_dir, accuracy = _classifier(table, workdir, root)
+    classifier_dir = accuracy = None
 
     def run_config(row: paper_tables.Row, seed: int):
         config = load_config(row.config, root)
@@ -117,6 +118,12 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         config.eval_every = eval_every
         return config
 
+    feature_net = features.chosen_features(run_config(rows[0], first_seed))
+    # Inception features replace the classifier's FID and score; Stacked MNIST still reads digits with it.
+    if feature_net == "classifier" or "fid" not in table.metrics:
+        classifier_dir, accuracy = _classifier(table, workdir, root)
+    keys = _eval_keys(table, run_config(rows[0], first_seed))
+
     curves, precise, train_s, lengths = {}, {}, [], []
     for row in rows:
         results[row.method], curves[row.method] = [], []
@@ -127,12 +134,14 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
             lengths.append(config.steps)
             run_dir = os.path.join(workdir, table.name, row.method, f"seed_{seed}")
             ev = loop.train_and_evaluate(config, run_dir)
-            results[row.method].append({m: float(ev[m]) for m in table.metrics})
-            if all(m + PRECISE_BN in ev for m in table.metrics):
-                precise.setdefault(row.method, []).append({m: float(ev[m + PRECISE_BN])
+            results[row.method].append({m: float(ev[keys[m]]) for m in table.metrics})
+            if all(keys[m] + PRECISE_BN in ev for m in table.metrics):
+                precise.setdefault(row.method, []).append({m: float(ev[keys[m] + PRECISE_BN])
                                                            for m in table.metrics})
             if eval_every:
-                curves[row.method].append(_curve(run_dir, tuple(_numbers(ev))))
+                renamed = {k: m for m, k in keys.items() if k != m}
+                curves[row.method].append({step: {renamed.get(k, k): v for k, v in values.items()}
+                                           for step, values in _curve(run_dir, tuple(_numbers(ev))).items()})
             train_s.append(_train_seconds(run_dir))
     run = {"table": table.name, "results": results, "steps": _pooled_steps(lengths), "seeds": seeds,
            "first_seed": first_seed, "wall_s": time.time() - t0}
@@ -146,9 +155,19 @@ def run_table(table: paper_tables.Table, workdir: str, *, seeds: int, steps: int
         run["settings"] = dict(settings)
     if classifier_dir:
         run["classifier_test_accuracy"] = accuracy
+    if feature_net != "classifier":
+        run["features"] = feature_net
     if "fid" in table.metrics:
-        run["floor"] = _real_data_floor(run_config(table.rows[0], 0), classifier_dir)
+        floor_dir = classifier_dir or os.path.join(workdir, table.name, feature_net)
+        floor = _real_data_floor(run_config(table.rows[0], 0), floor_dir)
+        run["floor"] = {m: floor[k] for m, k in keys.items() if k in floor}
     return run
+
+
+def _eval_keys(table: paper_tables.Table, config) -> dict[str, str]:
+    """{table metric: the eval.json key holding it}: a table's "classifier_score" is the Inception Score of the
+    chosen feature network's class probabilities (`inception_score` for Inception features)."""
+    return {m: features.score_name(config) if m == "classifier_score" else m for m in table.metrics}
 
 
 def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
@@ -183,6 +202,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
     budgets = ((("steps", "generator steps"),) if not read_at else ())
     for key, what in (*budgets, ("settings", "config settings (--set)"),
                       ("at_steps", "checkpoints (--at_steps)"),
+                      ("features", "feature networks (eval.features)"),
                       ("classifier_test_accuracy", "feature classifiers (test accuracy)"),
                       ("floor", "feature classifiers (floor)")):
         values = [run.get(key) for run in runs]
@@ -220,7 +240,7 @@ def merge_runs(table: paper_tables.Table, runs: list[dict], names: list[str],
         merged.update(seeds=len(first), first_seed=first[0], seed_list=first)
     else:
         merged["method_seeds"] = seed_lists
-    for key in ("settings", "at_steps", "classifier_test_accuracy", "floor"):
+    for key in ("settings", "at_steps", "features", "classifier_test_accuracy", "floor"):
         if key in runs[0]:
             merged[key] = runs[0][key]
     if all(PRECISE_BN_KEY in run for run in runs):  # pooled only where every file has them
@@ -327,11 +347,13 @@ def adjacent_differences(table: paper_tables.Table, run: dict) -> list[str]:
     return lines
 
 
-def _real_data_floor(config, classifier_dir: str) -> dict[str, float]:
-    """The table's floor measured with its own classifier (training images as the samples), computed
-    once and kept beside the classifier: a retrained classifier gets its own."""
+def _real_data_floor(config, directory: str) -> dict[str, float]:
+    """The table's floor measured with its feature network (training images as the samples), computed once and
+    kept in `directory`: beside the classifier (a retrained classifier gets its own), or the table's folder of
+    that feature network."""
     from gan_jax.tasks.gan import real_data_floor
-    path = os.path.join(classifier_dir, FLOOR_FILE)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, FLOOR_FILE)
     if not os.path.exists(path):
         floor = real_data_floor(config)
         with open(path, "w") as f:
@@ -507,6 +529,8 @@ def _run_facts(run: dict) -> str:
     return (_at_steps_sentence(run.get("at_steps", ()))
             + (f" Feature classifier: {run['classifier_test_accuracy']:.2%} test accuracy."
                if run.get("classifier_test_accuracy") is not None else "")
+            + (f" Features: {run['features']} (eval.features); classifier_score is that network's Inception Score."
+               if run.get("features") else "")
             + (" Config changed in every run (`--set`): "
                + ", ".join(f"`{k}={v!r}`" for k, v in run["settings"].items()) + "."
                if run.get("settings") else ""))
@@ -910,5 +934,10 @@ def main(argv):
         json.dump({"table": table.name} | provenance(ROOT, sys.argv[1:]) | run, f, indent=1)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The gan-jax-reproduce command."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -66,6 +66,7 @@ def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, cr
 
 def test_virtual_batch_norm_run_end_to_end(data_dir, tmp_path):
     results = loop.train_and_evaluate(_config(data_dir, virtual_batch_norm=4), str(tmp_path), devices=jax.devices()[:1])
-    assert results == {"protocol": "no evaluation configured (set eval.classifier_dir for FID)"}
+    assert results == {"protocol": "no evaluation configured (set eval.classifier_dir, or eval.features='inception' "
+                                   "and eval.inception_weights, for FID)"}
     with pytest.raises(ValueError, match="needs its reference batch"):
         train.init_state(train.build(_config(data_dir, virtual_batch_norm=4)), jax.random.key(0), (28, 28, 1))

@@ -1,4 +1,5 @@
-"""Every image experiment config trains one step on CPU (tiny widths and batch, a tiny offline MNIST)."""
+"""Every image experiment config trains one step on CPU (tiny widths and batch, the fake MNIST of
+tests/fake_data.py)."""
 import glob
 import importlib
 import json
@@ -11,6 +12,7 @@ from PIL import Image
 
 from gan_jax import data, loop
 from gan_jax.tasks import gan as gan_task
+from tests import fake_data
 from tests.helpers import small
 
 ONE_DEVICE = jax.devices()[:1]  # fake CPU devices share 2 cores: one is fastest
@@ -68,14 +70,15 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
     config.eval.classifier_dir = str(tmp_path / "clf")
     config.eval.num_samples = 40
     results = loop.train_and_evaluate(config, str(tmp_path / "run"), devices=ONE_DEVICE)
-    assert set(results) == {"fid", "classifier_score", "protocol"}
+    assert set(results) == {"fid", "kid", "kid_std", "classifier_score", "features", "fid_num_samples", "fid_num_real", "kid_subset_size", "kid_num_subsets", "protocol"}
+    assert (results["fid_num_samples"], results["fid_num_real"]) == (40, 40)
     assert results["fid"] > 0 and 1.0 <= results["classifier_score"] <= 10.0
     with open(tmp_path / "run" / "eval.json") as f:
         saved = json.load(f)
     assert saved["fid"] == results["fid"] and "40 samples vs the first 40 mnist test images" in saved["protocol"]
     # The floor: training images as the samples, same classifier and protocol; far below a 2-step generator's.
     floor = gan_task.real_data_floor(config)
-    assert set(floor) == {"fid", "classifier_score"}
+    assert set(floor) == {"fid", "kid", "kid_std", "classifier_score", "features", "fid_num_samples", "fid_num_real", "kid_subset_size", "kid_num_subsets"}
     assert 0.0 <= floor["fid"] < results["fid"] / 4 and 1.0 <= floor["classifier_score"] <= 10.0
     config.eval.num_samples = 10_000
     with pytest.raises(ValueError, match="config.eval.num_samples=10000 exceeds the 128 test images of mnist"):
@@ -91,9 +94,10 @@ def test_image_runs_end_with_classifier_fid(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_goodfellow_parzen_run(tmp_path):
-    """The Goodfellow 2014 experiment end to end on the full MNIST: 200 steps, Parzen + memorisation check."""
+    """The Goodfellow 2014 experiment end to end on the full real MNIST ($GAN_JAX_DATA/mnist): 200 steps, Parzen +
+    memorisation check; its bounds are real MNIST's."""
     d = str(tmp_path / "tfds")
-    data.prepare("mnist", d)
+    data.prepare("mnist", d, str(fake_data.real_originals("mnist")))
     config = importlib.import_module("experiments.goodfellow2014_mnist").get_config()
     config.data.data_dir, config.steps, config.checkpoint_every = d, 200, 200
     results = loop.train_and_evaluate(config, str(tmp_path / "run"), devices=ONE_DEVICE)

@@ -1,5 +1,6 @@
 """gan_jax.metrics.features' compiled feature pass (moments, kept outputs, padding, device-count
-independence) and gan_jax.metrics.batching, on a small planted network."""
+independence), gan_jax.metrics.batching, and the KID and counts `protocols.image_scores` records, on a small
+planted network."""
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax.metrics import batching, features, fid
+from gan_jax.metrics import batching, features, fid, protocols
 from tests.helpers import subprocess_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,3 +127,27 @@ def test_batched_apply_pads_the_last_batch_and_rejects_bad_sizes():
         batching.batched_apply(fn, np.zeros((3, 1)), batch_size=0)
     with pytest.raises(ValueError, match="N = 0"):
         batching.batched_apply(fn, np.zeros((0, 1)), batch_size=2)
+
+
+def mmd2_unbiased_float64(x: np.ndarray, y: np.ndarray) -> float:
+    """Gretton et al. 2012's unbiased MMD² with KID's kernel (xᵀy / d + 1)³, in float64 by the formula."""
+    k = lambda a, b: (a @ b.T / a.shape[1] + 1.0) ** 3  # noqa: E731
+    n, m = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * k(x, y).mean())
+
+
+def test_image_scores_record_kid_and_the_counts_beside_fid_and_the_score():
+    """With as many samples as real images (< 1000), every KID subset is a whole set: KID is their MMD²_u,
+    the same on every subset."""
+    net, real, fake = toy_network(), toy_images(24, seed=3), 0.5 * toy_images(24, seed=4)
+    scores = protocols.image_scores(net, real, protocols.array_sampler(fake), 24, batch_size=16)
+    assert {k: scores[k] for k in ("fid_num_samples", "fid_num_real", "kid_subset_size", "kid_num_subsets")} == \
+        {"fid_num_samples": 24, "fid_num_real": 24, "kid_subset_size": 24, "kid_num_subsets": 100}
+    assert scores["features"] == "toy" and set(scores) >= {"fid", "classifier_score", "kid", "kid_std"}
+    real_f, _ = features.extract(net, real, devices=jax.devices()[:1])
+    fake_f, _ = features.extract(net, fake, devices=jax.devices()[:1])
+    want = mmd2_unbiased_float64(real_f.astype(np.float64), fake_f.astype(np.float64))
+    np.testing.assert_allclose(scores["kid"], want, rtol=1e-5)  # measured 2e-7
+    assert want > 1.0 and scores["kid_std"] < 1e-5 * want  # float32 rounding of the permuted sums

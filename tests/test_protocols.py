@@ -113,7 +113,9 @@ def test_image_scores_of_real_images_as_samples_give_fid_zero():
         calls.append((n, offset))
         return real[offset:offset + n]
     scores = protocols.image_scores(net, real, sampler, 300, batch_size=64)
-    assert calls == [(300, 0)] and set(scores) == {"fid", "classifier_score"}
+    assert calls == [(300, 0)] and set(scores) == {"fid", "kid", "kid_std", "classifier_score", "features", "fid_num_samples",
+                                                 "fid_num_real", "kid_subset_size", "kid_num_subsets"}
+    assert (scores["fid_num_samples"], scores["fid_num_real"]) == (300, 300)
     f, logits = net.apply_fn(jnp.asarray(real))
     trace = float(jnp.trace(fid.mean_cov(fid.batch_stats(f))[1]))
     np.testing.assert_allclose(scores["fid"] / trace, 0.0, atol=1e-5)

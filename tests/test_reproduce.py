@@ -343,6 +343,8 @@ def test_merge_pools_each_method_over_the_files_that_have_it():
      "different feature classifiers \\(test accuracy\\): a.json: 0.915, b.json: 0.9119; score one set"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"settings": {"loss.simultaneous": True}},
      "different config settings \\(--set\\): a.json: None, b.json: {'loss.simultaneous': True}"),
+    (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"features": "inception"},
+     "different feature networks \\(eval.features\\): a.json: None, b.json: inception"),
     (_fid_run(1, {"RaSGAN": [1.0], "NS-GAN": [2.0]}), "seed 1 of RaSGAN is in both a.json and b.json"),
     (_fid_run(1, {"NS-GAN": [2.0]}), "seed 1 of NS-GAN is in both a.json and b.json"),
     (_fid_run(3, {"RaSGAN": [1.0], "NS-GAN": [2.0]}) | {"table": "fid_mnist"},
@@ -546,3 +548,13 @@ def test_at_steps_of_a_recorded_run_at_its_last_evaluation_is_its_final_result(t
     p = subprocess.run(cmd + ["--at_steps", "30000"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode != 0
     assert "seed 3 of PacGAN2 has no evaluation at step(s) 30000; its curve has 20000, 40000" in p.stderr
+
+
+def test_a_table_reads_the_score_of_the_chosen_feature_network():
+    table = paper_tables.get_table("fid_mnist")
+    config = reproduce.load_config(table.rows[0].config, reproduce.ROOT)
+    assert reproduce._eval_keys(table, config) == {"fid": "fid", "classifier_score": "classifier_score"}
+    config.eval.features = "inception"
+    assert reproduce._eval_keys(table, config) == {"fid": "fid", "classifier_score": "inception_score"}
+    mixture = paper_tables.get_table("mixture_ring")
+    assert reproduce._eval_keys(mixture, config) == {m: m for m in mixture.metrics}

@@ -6,9 +6,14 @@
   The real-vs-real floor (train[0:10000] vs the 10,000 test images) depends on the classifier's
   weights: `protocols.image_scores` with training images as the samples measures it, and the reproduce
   command prints it with each table.
-- `inception_v3_features(weights_path)`: the FID InceptionV3 (pool3, 2048-d; 1008 logits) from a weights
-  file the user provides (pytorch-fid's port of TensorFlow's 2015 graph, converted to .npz; see
-  `_WEIGHTS_HELP` / the FileNotFoundError for the URL and the one-line conversion). Nothing is downloaded.
+- `inception_v3_features(weights_path)`: the FID InceptionV3 (pool3, 2048-d; 1008 logits) of pytorch-fid,
+  TensorFlow's 2015 graph, from a weights file the user provides; nothing is downloaded. Download
+  pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (`FID_WEIGHTS_URL`) and convert it once (needs torch):
+
+      python -m gan_jax.metrics.convert_inception pt_inception-2015-12-05-6726825d.pth pt_inception-2015-12-05.npz
+
+`config.eval.features` picks the network of a GAN run's FID / KID / IS (`FEATURE_CHOICES`,
+`feature_network(config)`): "classifier" (eval.classifier_dir) or "inception" (eval.inception_weights).
 
 `feature_pass` runs a network over a set of images as one compiled program per batch, the batch split
 over the local devices, and accumulates the FID moments (`fid.FeatureStats`) across devices and
@@ -19,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +35,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from gan_jax.metrics import fid
 from gan_jax.metrics.batching import batched_apply  # noqa: F401  (re-exported: callers import it from here)
 
+if TYPE_CHECKING:
+    import ml_collections
+
 
 AXIS = "batch"  # the 1-D mesh axis the images are split over
 
@@ -38,8 +46,9 @@ AXIS = "batch"  # the 1-D mesh axis the images are split over
 class FeatureNetwork:
     """A feature extractor: `forward(variables, images)` maps images [B, H, W, C] in [−1, 1] (what our
     generators and data sources produce), C one of `channels`, to (features [B, feature_dim], logits
-    [B, num_classes]); input_size is the side the network sees (after its own resizing, if any). The
-    weights stay a separate argument, so compiled passes take them as inputs instead of baking them in."""
+    [B, num_classes]); input_size is the side the network sees (after its own resizing, if any);
+    score_name is what the Inception Score of its class probabilities is reported as. The weights stay a
+    separate argument, so compiled passes take them as inputs instead of baking them in."""
     name: str
     forward: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     variables: Any
@@ -47,6 +56,7 @@ class FeatureNetwork:
     channels: tuple[int, ...]
     feature_dim: int
     num_classes: int
+    score_name: str = "classifier_score"
 
     @functools.cached_property
     def apply_fn(self) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
@@ -166,11 +176,9 @@ def lenet_features(workdir: str) -> FeatureNetwork:
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
 INCEPTION_SIZE = 299
-_WEIGHTS_HELP = (
-    "InceptionV3 FID weights are not downloaded by gan_jax. Get pytorch-fid's port of TensorFlow's 2015 "
-    f"FID Inception graph:\n  {FID_WEIGHTS_URL}\nand convert it once to .npz (needs torch):\n"
-    "  python -c \"import torch, numpy as np; sd = torch.load('pt_inception-2015-12-05-6726825d.pth', "
-    "map_location='cpu'); np.savez('pt_inception-2015-12-05.npz', **{k: v.numpy() for k, v in sd.items()})\"")
+WEIGHTS_HELP = (f"download pytorch-fid's FID Inception weights {FID_WEIGHTS_URL} and convert them once (needs "
+                "torch): python -m gan_jax.metrics.convert_inception pt_inception-2015-12-05-6726825d.pth "
+                "pt_inception-2015-12-05.npz")
 
 
 class _ConvBN(nn.Module):
@@ -316,20 +324,24 @@ def inception_variables(state_dict: dict[str, np.ndarray]) -> dict[str, Any]:
     return variables
 
 
+def checked_inception_variables(state_dict: dict[str, np.ndarray], source: str) -> dict[str, Any]:
+    """`inception_variables` of a whole state dict, refused (naming `source`) unless its names and shapes
+    are those of the FID InceptionV3."""
+    variables = inception_variables(state_dict)
+    expected = jax.eval_shape(InceptionV3().init, jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
+    if jax.tree.map(lambda a: a.shape, variables) != jax.tree.map(lambda a: a.shape, expected):
+        raise ValueError(f"{source} does not hold the FID InceptionV3's weights (names or shapes differ from "
+                         f"pytorch-fid's pt_inception-2015-12-05); {WEIGHTS_HELP}")
+    return variables
+
+
 def load_inception_variables(weights_path: str) -> dict[str, Any]:
     """Variables from the .npz of pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, checked against
-    the network's shapes; FileNotFoundError says where to get the file."""
+    the network's shapes; FileNotFoundError says how to get the file."""
     if not os.path.exists(weights_path):
-        raise FileNotFoundError(f"no InceptionV3 weights at {weights_path!r}.\n{_WEIGHTS_HELP}")
+        raise FileNotFoundError(f"no InceptionV3 weights at {weights_path!r}: {WEIGHTS_HELP}")
     with np.load(weights_path) as npz:
-        variables = inception_variables(dict(npz))
-    expected = jax.eval_shape(InceptionV3().init, jax.random.key(0), jnp.zeros((1, 75, 75, 3)))
-    got_shapes = jax.tree.map(lambda a: a.shape, variables)
-    want_shapes = jax.tree.map(lambda a: a.shape, expected)
-    if got_shapes != want_shapes:
-        raise ValueError(f"{weights_path} does not hold the FID InceptionV3's weights (names or shapes differ "
-                         f"from pytorch-fid's pt_inception-2015-12-05).\n{_WEIGHTS_HELP}")
-    return variables
+        return checked_inception_variables(dict(npz), weights_path)
 
 
 def inception_v3_features(weights_path: str) -> FeatureNetwork:
@@ -340,15 +352,13 @@ def inception_v3_features(weights_path: str) -> FeatureNetwork:
     MNIST), then resized to 299×299 bilinearly (half-pixel centres, no antialiasing: torch's
     `interpolate(..., align_corners=False)`); pixels stay in [−1, 1], the network's input range. The
     original TensorFlow FID code resizes inside its graph, so pytorch-fid's (and our) values differ
-    slightly from TF-FID's.
-    Checked once (2026-11-23) against torchvision 0.29's Inception3 patched as pytorch-fid patches it,
-    loaded with the same random state dict (566 keys, as in pytorch-fid's file): pool3 and logits agree
-    to 1e-6 of their largest value for 28×28×1, 64×64×3 and 512×400×3 inputs. Not checked against
-    published features: the real weights are not available offline.
+    slightly from TF-FID's. tests/test_inception_reference.py checks pool3 and logits against pytorch-fid's
+    own network (its published code, the same random weights) from 32×32×1 and 64×64×3 inputs: they agree
+    to 1e-4 absolute on values up to ~10 (measured 4e-6, float32 rounding) on CPU.
     """
     return FeatureNetwork(name="inception_v3_fid", forward=_inception_forward,
                           variables=load_inception_variables(weights_path), input_size=INCEPTION_SIZE,
-                          channels=(1, 3), feature_dim=2048, num_classes=1008)
+                          channels=(1, 3), feature_dim=2048, num_classes=1008, score_name="inception_score")
 
 
 def _inception_forward(variables: dict[str, Any], images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -363,3 +373,66 @@ def inception_preprocess(images: jax.Array) -> jax.Array:
         images = jnp.tile(images, (1, 1, 1, 3))
     return jax.image.resize(images, (images.shape[0], INCEPTION_SIZE, INCEPTION_SIZE, 3), "bilinear",
                             antialias=False)
+
+
+# ------------------------------------------------------------------------------- choice by config.eval.features
+
+@dataclasses.dataclass(frozen=True)
+class FeatureChoice:
+    """A value of `config.eval.features`: the eval field that locates its weights, the network built from that
+    location, how protocol lines name it ("{}": the location) and, for a choice that cannot do without its
+    file, how to get one (`required`)."""
+    field: str
+    load: Callable[[str], FeatureNetwork]
+    description: str
+    required: str = ""
+    score_name: str = "classifier_score"  # the key its Inception Score is reported under
+
+
+FEATURE_CHOICES = {
+    "classifier": FeatureChoice("classifier_dir", lenet_features, "the classifier in {}"),
+    "inception": FeatureChoice("inception_weights", inception_v3_features,
+                               "pytorch-fid's FID InceptionV3 (pool3, 1008 classes) with the weights {}", WEIGHTS_HELP,
+                               "inception_score"),
+}
+
+
+def chosen_features(config: ml_collections.ConfigDict) -> str:
+    """`config.eval.features`; "classifier" for the config of a run from before the field."""
+    return config.eval.get("features", "classifier")
+
+
+def score_name(config: ml_collections.ConfigDict) -> str:
+    """The key under which `config`'s feature network reports the Inception Score of its class probabilities."""
+    return FEATURE_CHOICES[chosen_features(config)].score_name
+
+
+def _selected(config: ml_collections.ConfigDict) -> tuple[FeatureChoice, str]:
+    choice = FEATURE_CHOICES[chosen_features(config)]
+    return choice, config.eval.get(choice.field, "")
+
+
+def feature_network(config: ml_collections.ConfigDict) -> FeatureNetwork | None:
+    """The network of FID / KID / IS that `config.eval.features` names, loaded from its eval field; None when
+    that field is empty (the classifier without `eval.classifier_dir`: no FID)."""
+    choice, where = _selected(config)
+    return choice.load(where) if where else None
+
+
+def feature_description(config: ml_collections.ConfigDict) -> str | None:
+    """How protocol lines name `feature_network(config)`, without loading it; None when there is none."""
+    choice, where = _selected(config)
+    return choice.description.format(where) if where else None
+
+
+def check_feature_config(config: ml_collections.ConfigDict) -> None:
+    """Refuse an unknown `config.eval.features`, naming the allowed ones, and a choice whose required weights
+    file is unset or missing, saying how to make one."""
+    name = chosen_features(config)
+    if name not in FEATURE_CHOICES:
+        raise ValueError(f"unknown config.eval.features {name!r}; allowed: {list(FEATURE_CHOICES)}")
+    choice, where = _selected(config)
+    if choice.required and not where:
+        raise ValueError(f"config.eval.features={name!r} needs config.eval.{choice.field}: {choice.required}")
+    if choice.required and not os.path.exists(where):
+        raise ValueError(f"config.eval.{choice.field}={where!r} does not exist; {choice.required}")

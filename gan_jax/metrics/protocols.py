@@ -6,8 +6,9 @@ gives the same samples in every protocol and on every run. What a caller keeps o
 weights sample (EMA, recomputed batch statistics), the key of each offset, and loading the data.
 
 - `mixture_scores`: mode-collapse statistics on 2-D Gaussian mixtures (VEEGAN Table 1, PacGAN Table 1).
-- `image_scores`: FID (Heusel et al. 2017) against real images and the Inception Score analogue
-  (Salimans et al. 2016) with a feature network, e.g. our LeNet classifier (classifier FID / IS).
+- `image_scores`: FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018) against real images and the
+  Inception Score (Salimans et al. 2016) with a feature network: our LeNet classifier (classifier FID / KID /
+  IS) or the FID InceptionV3 (`features.feature_network` picks it from `config.eval.features`).
 - `stacked_mnist_scores`: modes of 1000 and KL of Stacked MNIST (VEEGAN Table 2, PacGAN Tables 2–3).
 - `parzen_scores`: the Parzen-window log-likelihood of Goodfellow et al. 2014 (Table 1), and a
   memorisation check (`nearest_distance`).
@@ -22,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.data.mixtures import Mixture
-from gan_jax.metrics import features, fid, inception_score, mixture, parzen, stacked_mnist
+from gan_jax.metrics import features, fid, inception_score, kid, mixture, parzen, stacked_mnist
 
 Sampler = Callable[[int, int], np.ndarray]
 SAMPLE_CHUNK = 1000
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # Bińkowski et al. 2018's code: 100 subsets of min(1000, N_a, N_b)
 NUM_NEAREST = 1000  # samples and test images whose nearest-training-image distances are compared
 PRECISE_BN = "_precise_bn"  # suffix of mixture scores sampled with recomputed batch statistics
 
@@ -61,19 +63,28 @@ def mixture_scores(sampler: Sampler, mix: Mixture, num_samples: int) -> dict[str
 
 
 def image_scores(net: features.FeatureNetwork, real_images: np.ndarray, sampler: Sampler, num_samples: int,
-                 batch_size: int = 500) -> dict[str, float]:
-    """{"fid": FID of `num_samples` samples against `real_images`, "classifier_score": the Inception
-    Score of the samples' class probabilities (10 splits)}, both with `net`'s features / logits.
+                 batch_size: int = 500) -> dict[str, float | int | str]:
+    """FID (Heusel et al. 2017), KID (Bińkowski et al. 2018) and the Inception Score (Salimans et al. 2016)
+    of `num_samples` samples against `real_images`, all with `net`'s features / class probabilities, and what
+    measured them: {"fid", "kid", "kid_std", net.score_name: IS over 10 splits, "features": net.name,
+    "fid_num_samples", "fid_num_real": the two set sizes (KID's and the IS's too), "kid_subset_size",
+    "kid_num_subsets"}. KID's subsets are drawn with a fixed key, so a set scores the same every time.
 
     Lucic et al. 2018's protocol is 10,000 samples against the 10,000 test images; the feature passes
     run over the local devices (`features.feature_pass`) and FID comes from the streamed moments."""
-    if num_samples < 2 or real_images.shape[0] < 2:
-        raise ValueError(f"FID needs >= 2 samples and >= 2 real images, got {num_samples} and "
-                         f"{real_images.shape[0]}")
-    real = features.feature_pass(net, real_images, batch_size)
-    fake = features.feature_pass(net, draw(sampler, num_samples), batch_size, keep_logits=True)
+    num_real = real_images.shape[0]
+    if num_samples < 2 or num_real < 2:
+        raise ValueError(f"FID needs >= 2 samples and >= 2 real images, got {num_samples} and {num_real}")
+    # Both passes keep the logits, so they share one compiled program (the real ones go unused).
+    real, fake = (features.feature_pass(net, images, batch_size, keep_features=True, keep_logits=True)
+                  for images in (real_images, draw(sampler, num_samples)))
     score, _ = inception_score.inception_score(jax.nn.softmax(jnp.asarray(fake.logits)))
-    return {"fid": float(fid.fid_from_stats(real.stats, fake.stats)), "classifier_score": float(score)}
+    kid_mean, kid_std = kid.kid(jnp.asarray(real.features), jnp.asarray(fake.features), jax.random.key(0),
+                                KID_SUBSETS, KID_SUBSET_SIZE)
+    return {"fid": float(fid.fid_from_stats(real.stats, fake.stats)), "kid": float(kid_mean),
+            "kid_std": float(kid_std), net.score_name: float(score), "features": net.name,
+            "fid_num_samples": num_samples, "fid_num_real": num_real,
+            "kid_subset_size": min(KID_SUBSET_SIZE, num_samples, num_real), "kid_num_subsets": KID_SUBSETS}
 
 
 def stacked_mnist_scores(net: features.FeatureNetwork, sampler: Sampler, num_samples: int,
@@ -142,7 +153,9 @@ def stacked_mnist_protocol(num_samples: int, classifier_dir: str) -> str:
             "modes = distinct digit triples of 1000, KL(generated triples || uniform)")
 
 
-def image_protocol(num_samples: int, dataset: str, classifier_dir: str) -> str:
-    """The protocol line of `image_scores` against the first `num_samples` test images of `dataset`."""
+def image_protocol(num_samples: int, dataset: str, network: str) -> str:
+    """The protocol line of `image_scores` against the first `num_samples` test images of `dataset`, with the
+    feature network described by `network` (`features.feature_description`)."""
     return (f"{num_samples} samples vs the first {num_samples} {dataset} test images; features and class "
-            f"probabilities of the classifier in {classifier_dir}")
+            f"probabilities of {network}; KID over {KID_SUBSETS} subsets of "
+            f"{min(KID_SUBSET_SIZE, num_samples)}, IS over 10 splits")

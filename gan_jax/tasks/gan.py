@@ -3,9 +3,10 @@
 Data: the 2-D mixtures (drawn once per run) or an image dataset (`config.data.name`). A step's batch is
 [n_critic, B, ...]: slice i feeds critic update i. Evaluation (`gan_jax.metrics.protocols`): PacGAN's mode
 statistics on the mixtures (also with G's batch statistics recomputed, `eval.precise_bn_batches`); for images,
-Goodfellow et al. 2014's Parzen window (`eval.parzen`) and, with a saved classifier (`eval.classifier_dir`),
-FID and the classifier score, or the Stacked-MNIST mode count. Samples come from the generator's EMA weights
-with fixed keys, so every evaluation and grid of a run uses the same latents.
+Goodfellow et al. 2014's Parzen window (`eval.parzen`), FID, KID and the Inception Score with the feature network
+of `eval.features` (our saved classifier in `eval.classifier_dir`, or the FID InceptionV3 with
+`eval.inception_weights`) and, on Stacked MNIST, the mode count read by the classifier. Samples come from the
+generator's EMA weights with fixed keys, so every evaluation and grid of a run uses the same latents.
 """
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ import numpy as np
 from gan_jax import config as config_lib, train, visualize
 from gan_jax.data import mixtures
 from gan_jax.data.pipeline import Pipeline
-from gan_jax.metrics import protocols
+from gan_jax.metrics import features, protocols
 
 PRECISE_BN = protocols.PRECISE_BN
 SAMPLE_STREAM = 1 << 30     # folded (plus an offset) into the seed's key for evaluation samples
 
 schema = config_lib.base_config
-validate = config_lib.validate
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+    """`config.validate`, and the feature network of FID / KID / IS (`features.check_feature_config`)."""
+    config_lib.validate(config, num_devices)
+    features.check_feature_config(config)
 
 
 def make_source(config: ml_collections.ConfigDict, split: str = "train"):
@@ -129,14 +135,12 @@ class Task:
         out: dict[str, Any] = {}
         if c.eval.parzen:
             out |= self._parzen(state)
-        if c.eval.classifier_dir:
-            from gan_jax.metrics import features
-            net = features.lenet_features(c.eval.classifier_dir)
-            if c.data.name == "stacked_mnist":
-                out |= protocols.stacked_mnist_scores(net, self.sampler(state), c.eval.num_samples)
-            else:
-                out |= protocols.image_scores(net, first_images(c, "test", c.eval.num_samples), self.sampler(state),
-                                              c.eval.num_samples)
+        if c.data.name == "stacked_mnist" and c.eval.classifier_dir:
+            out |= protocols.stacked_mnist_scores(features.lenet_features(c.eval.classifier_dir), self.sampler(state),
+                                                  c.eval.num_samples)
+        if scores_images(c):
+            out |= protocols.image_scores(features.feature_network(c), first_images(c, "test", c.eval.num_samples),
+                                          self.sampler(state), c.eval.num_samples)
         return out | {"protocol": self.protocol()}
 
     def _parzen(self, state: train.GANState) -> dict[str, float]:
@@ -154,11 +158,12 @@ class Task:
         if c.data.name in mixtures.MIXTURES:
             return protocols.mixture_protocol(c.eval.num_samples, c.ema_decay, c.eval.precise_bn_batches, c.batch_size)
         parts = [protocols.parzen_protocol()] if c.eval.parzen else []
-        if c.eval.classifier_dir and c.data.name == "stacked_mnist":
+        if c.data.name == "stacked_mnist" and c.eval.classifier_dir:
             parts.append(protocols.stacked_mnist_protocol(c.eval.num_samples, c.eval.classifier_dir))
-        elif c.eval.classifier_dir:
-            parts.append(protocols.image_protocol(c.eval.num_samples, c.data.name, c.eval.classifier_dir))
-        return "; ".join(parts) or "no evaluation configured (set eval.classifier_dir for FID)"
+        if scores_images(c):
+            parts.append(protocols.image_protocol(c.eval.num_samples, c.data.name, features.feature_description(c)))
+        return "; ".join(parts) or ("no evaluation configured (set eval.classifier_dir, or eval.features='inception' "
+                                    "and eval.inception_weights, for FID)")
 
     def visuals(self, state: train.GANState) -> np.ndarray:
         c, draw = self.config, self.sampler(state)
@@ -179,11 +184,20 @@ def first_images(config: ml_collections.ConfigDict, split: str, n: int) -> np.nd
     return source.__getitems__(np.arange(n))["x"]
 
 
-def real_data_floor(config: ml_collections.ConfigDict) -> dict[str, float]:
+def scores_images(config: ml_collections.ConfigDict) -> bool:
+    """Whether evaluation measures FID / KID / IS: `eval.features` names a network (`features.feature_network`),
+    and it is not the classifier on Stacked MNIST, which reads each channel's digit there (the mode count)."""
+    return (features.feature_description(config) is not None
+            and not (config.data.name == "stacked_mnist" and features.chosen_features(config) == "classifier"))
+
+
+def real_data_floor(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """What a perfect sampler scores under the image protocol: the first `eval.num_samples` training images taken
-    as the samples, with the classifier of `eval.classifier_dir`."""
-    from gan_jax.metrics import features
+    as the samples, with the feature network of `eval.features`."""
+    if not scores_images(config):
+        raise ValueError("the real-data floor needs a feature network: set config.eval.classifier_dir, or "
+                         "config.eval.features='inception' and config.eval.inception_weights")
     n = config.eval.num_samples
     train_images = first_images(config, "train", n)
-    return protocols.image_scores(features.lenet_features(config.eval.classifier_dir),
-                                  first_images(config, "test", n), protocols.array_sampler(train_images), n)
+    return protocols.image_scores(features.feature_network(config), first_images(config, "test", n),
+                                  protocols.array_sampler(train_images), n)
