@@ -5,7 +5,7 @@ python launch.py --config experiments/celeba.py[:dcgan|sngan] --workdir DIR  (de
 
 Data: img_align_celeba/ (the aligned JPEGs 000001.jpg, ...) and list_eval_partition.txt from
 mmlab.ie.cuhk.edu.hk/projects/CelebA.html, built offline into TFDS records on first use (README, "Datasets"):
-from `../shared/data/celeb_a` beside the checkout, or `--config.data.manual_dir=DIR`. Training reads the
+from `$GAN_JAX_DATA/celeb_a`, or `--config.data.manual_dir=DIR`. Training reads the
 162,770-image train split. Method settings: experiments/cifar10.py (same variants).
 
 Target: Lucic et al. 2018, Table 2, best CelebA FID of the non-saturating GAN, 55.0 ± 3.3 (as quoted in

@@ -4,7 +4,7 @@ python launch.py --config experiments/cifar10.py[:dcgan|wgan_gp|sngan|sngan_ndis
 
 Data: the Python version of CIFAR-10 (cifar-10-python.tar.gz, or its extracted cifar-10-batches-py/) from
 www.cs.toronto.edu/~kriz/cifar.html, built offline into TFDS records on first use (README, "Datasets"):
-from `../shared/data/cifar10` beside the checkout, or `--config.data.manual_dir=DIR`.
+from `$GAN_JAX_DATA/cifar10`, or `--config.data.manual_dir=DIR`.
 
 Variants (each names the number it aims at in `config.paper`):
 - dcgan: Radford et al. 2016 — DCGAN nets at 32 px (widths 256, 128, 64; z of 100), non-saturating loss,

@@ -2,8 +2,8 @@
 
 Networks: DCGAN (Radford et al. 2016) at 28 px — a 7×7 stage, then 14 and 28 (widths 256, 128), z of
 100 — unless an experiment says otherwise. Datasets are built offline from the idx files (see the
-README's "Datasets" section): by default from `../shared/data/<name>` beside the checkout, or
-`--config.data.manual_dir=DIR`.
+README's "Datasets" section): from `$GAN_JAX_DATA/<name>` (the environment variable naming your folder
+of original files), or `--config.data.manual_dir=DIR`.
 """
 from gan_jax.config import base_config
 

@@ -1,11 +1,14 @@
-"""Test set-up: 8 fake CPU devices, fast failure of stuck collectives, a compilation cache, and no LLVM
-optimisation for the CI suite.
+"""Test set-up: 8 fake CPU devices, fast failure of stuck collectives, a compilation cache, no LLVM
+optimisation for the CI suite, and no data of the machine's: tiny fake MNIST / Fashion-MNIST instead.
 
 XLA flags must be set before JAX initialises its backend: here, at import time and in
 `pytest_configure` (both before any test module runs a JAX operation).
 """
 import os
 import tempfile
+
+from gan_jax.data import DATA_ENV
+from tests import fake_data
 
 _FLAGS = ("--xla_force_host_platform_device_count=8 "
           "--xla_cpu_collective_call_warn_stuck_timeout_seconds=3 "
@@ -29,11 +32,19 @@ def pytest_configure(config):
         os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
+def no_data_of_the_machine(tmp_path_factory):
+    """Every test, and every process it starts, sees no folder of real original files ($GAN_JAX_DATA unset) and an
+    empty default TFDS data_dir, so none reads the machine's data by accident; the tests of the real files read
+    fake_data.REAL_ORIGINALS, taken when the tests were imported."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(DATA_ENV, raising=False)
+        patch.setenv("TFDS_DATA_DIR", str(tmp_path_factory.mktemp("default_tfds")))
+        yield
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
-    """A TFDS data dir holding the first 128 images of MNIST and Fashion-MNIST, built offline from ../shared/data."""
-    from gan_jax import data
-    d = str(tmp_path_factory.mktemp("tfds"))
-    for name in ("mnist", "fashion_mnist"):
-        data.prepare(name, d, max_examples=128)
-    return d
+    """A TFDS data dir holding fake MNIST and Fashion-MNIST (tests/fake_data.py), 128 train and 128 test images
+    each, built offline from their original files (not the published ones: unverified). Tests only read it."""
+    return fake_data.build_tfds(tmp_path_factory.mktemp("fake_data"), 128, 128)

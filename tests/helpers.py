@@ -45,7 +45,7 @@ def max_abs_diff(a, b) -> float:
 
 
 def small(config, data_dir: str):
-    """An image experiment config shrunk to one tiny step on the offline MNIST of the `data_dir` fixture."""
+    """An image experiment config shrunk to one tiny step on the fake MNIST of the `data_dir` fixture."""
     config.steps = 1
     config.batch_size = 8
     config.checkpoint_every = config.log_every = config.sample_every = 1
@@ -57,6 +57,8 @@ def small(config, data_dir: str):
         for net in (spec, spec.get("base")):
             if net is not None and net["name"] == "dcgan":
                 net["widths"] = (16, 8)
+            if net is not None and net["name"] == "dcgan_tf":
+                net["widths"] = (16, 8, 8, 4) if who == "generator" else (4, 8, 8, 16)
             if net is not None and net["name"] == "goodfellow":
                 net["hidden"] = (32, 32)
     return config

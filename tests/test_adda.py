@@ -17,7 +17,7 @@ from tests.helpers import (assert_rows_close, config_flags, launch_task_to_end, 
 
 ONE_DEVICE = jax.devices()[:1]
 SOURCE_STEPS = ADAPT_STEPS = 20
-# Tiny nets; MNIST from the data_dir fixture (128 images), the target is scikit-learn's digits.
+# Tiny nets; the fake MNIST of the data_dir fixture (128 images), the target is scikit-learn's digits.
 TINY = {"batch_size": 8, "log_every": 1, "checkpoint_every": 10, "model.channels": (4, 8), "model.hidden": 16,
         "model.disc_hidden": 16}
 

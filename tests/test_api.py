@@ -1,4 +1,4 @@
-"""gan_jax.load and python -m gan_jax.sample on finished runs (a 2-D ring GAN, a DCGAN on the offline MNIST, a
+"""gan_jax.load and python -m gan_jax.sample on finished runs (a 2-D ring GAN, a DCGAN on the fake MNIST, a
 pix2pix run): shapes, ranges, determinism, equality with the GAN task's own sampler, the latent tools' geometry,
 and that loading and sampling never write to the workdir."""
 import builtins
@@ -280,3 +280,17 @@ def test_user_errors(tmp_path, capsys):
     assert err == [f"error: no config.json: {tmp_path} is not the workdir of a run of launch.py ({tmp_path}/config.json)",
                    f"error: --out must end in one of ('.png', '.npz'), got '{tmp_path}/x.jpg'"]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_run_saved_before_a_field_existed_loads_with_its_default(ring, tmp_path):
+    old = str(tmp_path / "old")
+    shutil.copytree(ring, old)
+    path = os.path.join(old, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["max_abs_loss"], saved["model"]["latent_distribution"]
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    run = gan_jax.load(old)
+    assert (run.config.max_abs_loss, run.config.model.latent_distribution) == (1e10, "normal")
+    np.testing.assert_array_equal(run.sample(0, 8), gan_jax.load(ring).sample(0, 8))

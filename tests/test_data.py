@@ -1,5 +1,8 @@
-"""gan_jax.data: offline TFDS builds, [-1, 1] image sources, Stacked MNIST, resumable per-host pipelines."""
-import gzip
+"""gan_jax.data: offline TFDS builds, [-1, 1] image sources, Stacked MNIST, resumable per-host pipelines.
+
+MNIST and Fashion-MNIST are the fake ones of tests/fake_data.py, in the original files; the real files only in
+test_full_real_mnist, skipped unless $GAN_JAX_DATA holds them.
+"""
 import io
 import itertools
 import os
@@ -7,7 +10,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import tarfile
 import threading
 
 import chex
@@ -22,45 +24,19 @@ from gan_jax.data.__main__ import main as cli_main
 from gan_jax.data.pipeline import PREFETCH_THREAD_NAME, Pipeline, epoch_permutation, splitmix64
 from gan_jax.data.prefetch import prefetch_to_devices, split_for_devices
 from gan_jax.data.sources import fit_image, make_image_source, stacked_digit_indices
+from tests import fake_data
 
-SHARED = tfds_local.PROJECT_MANUAL_ROOT
 N_TRAIN, N_TEST = 256, 64
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def raw_idx(path, header_bytes):
-    """The payload of an idx.gz file, read independently of the code under test."""
-    with gzip.open(path) as f:
-        return np.frombuffer(f.read(), np.uint8, offset=header_bytes)
-
-
-def write_idx(path, array, compress=True):
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with (gzip.open(path, "wb") if compress else open(path, "wb")) as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def tiny_idx_dir(root, source, compress=True):
-    """A user's own folder: the first N_TRAIN / N_TEST examples of the real files, in idx format."""
-    root.mkdir(parents=True)
-    for split, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        images = raw_idx(source / f"{split}-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:n]
-        labels = raw_idx(source / f"{split}-labels-idx1-ubyte.gz", 8)[:n]
-        suffix = ".gz" if compress else ""
-        write_idx(root / f"{split}-images-idx3-ubyte{suffix}", images, compress)
-        write_idx(root / f"{split}-labels-idx1-ubyte{suffix}", labels, compress)
-    return root
-
-
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory):
-    """(data_dir, raw train images [N, 28, 28], raw train labels [N]) of a tiny MNIST built offline."""
+    """(data_dir, train images [N, 28, 28], train labels [N]) of a tiny MNIST built offline from its idx files."""
     tmp = tmp_path_factory.mktemp("mnist")
-    manual = tiny_idx_dir(tmp / "my_mnist", SHARED / "mnist")
-    data.prepare("mnist", str(tmp / "tfds"), str(manual), verify=False)  # a subset: not the published files
-    images = raw_idx(SHARED / "mnist" / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:N_TRAIN]
-    labels = raw_idx(SHARED / "mnist" / "train-labels-idx1-ubyte.gz", 8)[:N_TRAIN].astype(np.int64)
-    return str(tmp / "tfds"), images, labels
+    arrays = fake_data.write_originals(tmp / "my_mnist", "mnist", N_TRAIN, N_TEST)
+    data.prepare("mnist", str(tmp / "tfds"), str(tmp / "my_mnist"), verify=False)  # not the published files
+    return str(tmp / "tfds"), arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"].astype(np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +98,13 @@ def test_fit_image_crops_non_square_to_its_centre_before_resizing():
 
 
 def test_fashion_mnist_from_ungzipped_files(tmp_path):
-    manual = tiny_idx_dir(tmp_path / "fashion", SHARED / "fashion_mnist", compress=False)
-    source = make_image_source("fashion_mnist", str(tmp_path / "tfds"), "test", manual_dir=str(manual), verify=False)
-    labels = raw_idx(SHARED / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz", 8)[:N_TEST]
-    np.testing.assert_array_equal(source.__getitems__(np.arange(N_TEST))["label"], labels)
+    arrays = fake_data.write_originals(tmp_path / "fashion", "fashion_mnist", N_TRAIN, N_TEST, compress=False)
+    assert not list((tmp_path / "fashion").glob("*.gz"))
+    source = make_image_source("fashion_mnist", str(tmp_path / "tfds"), "test", manual_dir=str(tmp_path / "fashion"),
+                               verify=False)
+    batch = source.__getitems__(np.arange(N_TEST))
+    np.testing.assert_array_equal(batch["label"], arrays["t10k-labels-idx1-ubyte"])
+    np.testing.assert_allclose(batch["image"][..., 0], arrays["t10k-images-idx3-ubyte"] / 127.5 - 1, atol=1e-6)
 
 
 def test_read_idx_rejects_a_bad_magic_number():
@@ -143,13 +122,37 @@ def test_prepare_is_idempotent_and_refuses_a_different_size(mnist):
         data.prepare("mnist", data_dir, max_examples=10)
 
 
-def test_max_examples_and_cli_build_from_the_shared_folder(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no --data_dir: TFDS's default
+def test_max_examples_and_cli_build_verified_from_tfds_default_manual_folder(tmp_path, capsys, monkeypatch):
+    """No --data_dir, no --manual_dir: TFDS's default data_dir and its downloads/manual/<name>; the files pass
+    verification against the checksums and example counts they are published with (here: set to theirs)."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    manual = tmp_path / "downloads" / "manual" / "mnist"
+    fake_data.write_originals(manual, "mnist", 30, 24)
+    monkeypatch.setitem(tfds_local.PUBLISHED, "mnist", fake_data.published_as(manual, {"train": 30, "test": 24}))
     cli_main(["--dataset", "stacked_mnist", "--max_examples", "20"])
     assert (f"mnist: {tmp_path / 'mnist' / '1.0.0'} (test: 20, train: 20); original files verified against their "
             "published checksums") in capsys.readouterr().out
     with pytest.raises(ValueError, match="max_examples=20, not the requested None"):
         data.prepare("mnist", str(tmp_path))
+
+
+def test_original_files_are_looked_for_in_manual_dir_then_gan_jax_data_then_tfds_manual(tmp_path, monkeypatch):
+    """Three folders of fake MNIST drawn with other seeds: the build reads the first place of the search order
+    that holds the files: manual_dir, $GAN_JAX_DATA/mnist, data_dir/downloads/manual/mnist."""
+    first_image = {}
+    for seed, folder in enumerate(("mine", "env/mnist", "tfds/downloads/manual/mnist")):
+        first_image[folder] = fake_data.write_originals(tmp_path / folder, "mnist", 12, 4, seed=seed)[
+            "train-images-idx3-ubyte"][0]
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
+    for manual_dir, built_from in (("", "env/mnist"), (str(tmp_path / "mine"), "mine"),
+                                   (str(tmp_path / "empty"), "env/mnist")):
+        data_dir = tmp_path / f"built_with_manual_dir_{os.path.basename(manual_dir)}"
+        image = make_image_source("mnist", str(data_dir), "train", manual_dir=manual_dir, verify=False)[0]["image"]
+        np.testing.assert_allclose(image[..., 0], first_image[built_from] / 127.5 - 1, atol=1e-6)
+    monkeypatch.delenv(data.DATA_ENV)
+    image = make_image_source("mnist", str(tmp_path / "tfds"), "train", verify=False)[0]["image"]
+    np.testing.assert_allclose(image[..., 0], first_image["tfds/downloads/manual/mnist"] / 127.5 - 1, atol=1e-6)
 
 
 def test_unknown_dataset_lists_the_allowed_names(tmp_path):
@@ -161,7 +164,7 @@ def test_unknown_dataset_lists_the_allowed_names(tmp_path):
         make_image_source("mnist", str(tmp_path), "valid")
 
 
-def test_missing_dataset_names_files_folders_and_flag(tmp_path):
+def test_missing_dataset_names_files_folders_and_flag(tmp_path, monkeypatch):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "train-images-idx3-ubyte.gz").write_bytes(b"")
@@ -170,12 +173,17 @@ def test_missing_dataset_names_files_folders_and_flag(tmp_path):
     msg = str(err.value)
     assert f"not built under data_dir '{tmp_path / 'tfds'}'" in msg
     assert f"{partial} (lacks train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz" in msg
-    assert f"{partial / 'fashion_mnist'} (no such folder)" in msg
-    assert "--manual_dir" in msg and "data.manual_dir" in msg
+    assert f"{partial / 'fashion_mnist'} (no such folder); {tmp_path / 'tfds' / 'downloads' / 'manual'}/" in msg
+    assert "--manual_dir" in msg and "data.manual_dir" in msg and "$GAN_JAX_DATA/fashion_mnist/" in msg
+    assert msg.endswith("Get the files from github.com/zalandoresearch/fashion-mnist.") and "\n" not in msg
     for stem in IDX_STEMS:
         assert stem + ".gz" in msg
-    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz.*downloads/manual/cifar10 \\(no such"):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "originals"))
+    with pytest.raises(FileNotFoundError) as err:
         make_image_source("cifar10", str(tmp_path / "tfds"), "train")
+    looked = (f"Looked in: {tmp_path / 'originals' / 'cifar10'} (no such folder); {tmp_path / 'tfds' / 'downloads'}"
+              f"/manual/cifar10 (no such folder); {tmp_path / 'tfds' / 'downloads' / 'manual'} (no such folder).")
+    assert "cifar-10-python.tar.gz" in str(err.value) and looked in str(err.value)
 
 
 # ----------------------------------------------------------------------------- Stacked MNIST
@@ -360,24 +368,11 @@ def test_pipeline_rejects_bad_batch_settings(train):
 
 # ----------------------------------------------------------------------------- cifar10 and celeb_a
 
-def _cifar_pickle(rng, n):
-    return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"labels": rng.integers(0, 10, n).tolist(), b"batch_label": b"synthetic"}, protocol=2)
-
-
 def test_cifar10_from_batches_folder_and_tarball(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "user" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    blobs = {f"data_batch_{i}": _cifar_pickle(rng, 3) for i in range(1, 6)} | {"test_batch": _cifar_pickle(rng, 2)}
-    for name, blob in blobs.items():
-        (folder / name).write_bytes(blob)
-    tar_dir = tmp_path / "tar"
-    tar_dir.mkdir()
-    with tarfile.open(tar_dir / "cifar-10-python.tar.gz", "w:gz") as tar:
-        tar.add(folder, arcname="cifar-10-batches-py")
+    blobs = fake_data.write_cifar(tmp_path / "user", 3, 2)
+    assert fake_data.write_cifar(tmp_path / "tar", 3, 2, tarball=True) == blobs
     first = pickle.loads(blobs["data_batch_1"])
-    for manual in (folder.parent, tar_dir):
+    for manual in (tmp_path / "user", tmp_path / "tar"):
         source = make_image_source("cifar10", str(manual / "tfds"), "train", manual_dir=str(manual), verify=False)
         assert len(source) == 15
         ex = source[1]
@@ -395,13 +390,7 @@ def test_cifar_reader_refuses_pickles_that_run_code():
 
 
 def test_celeb_a_from_aligned_jpegs(tmp_path):
-    rng = np.random.default_rng(0)
-    (tmp_path / "img_align_celeba").mkdir()
-    parts = [0, 0, 1, 2, 0]
-    for i, part in enumerate(parts, start=1):
-        pixels = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(tmp_path / "img_align_celeba" / f"{i:06d}.jpg", quality=90)
-    (tmp_path / "list_eval_partition.txt").write_text("".join(f"{i:06d}.jpg {p}\n" for i, p in enumerate(parts, 1)))
+    fake_data.write_celeba(tmp_path, [0, 0, 1, 2, 0])
     data_dir = str(tmp_path / "tfds")
     train = make_image_source("celeb_a", data_dir, "train", manual_dir=str(tmp_path), verify=False)
     assert len(train) == 3 and len(make_image_source("celeb_a", data_dir, "validation")) == 1
@@ -457,7 +446,7 @@ def test_split_for_devices():
 
 def test_full_real_mnist(tmp_path):
     data_dir = str(tmp_path)
-    data.prepare("mnist", data_dir, str(SHARED / "mnist"))
+    data.prepare("mnist", data_dir, str(fake_data.real_originals("mnist")))
     train, test = (tfds_local.load_records("mnist", data_dir, s) for s in ("train", "test"))
     assert (len(train), len(test)) == (60_000, 10_000)
     labels = np.array([r["label"] for r in train.__getitems__(list(range(60_000)))])

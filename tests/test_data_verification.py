@@ -1,14 +1,14 @@
 """Verified data: original files checked against their published size and SHA-256 before a build, value checks
 on whatever is read, and the opt-out for files that are deliberately not the published ones.
 
-Tiny files in the real formats (idx, CIFAR's pickles in a tarball, CelebA's partition list); the real files only
-in the test of the checksum table, skipped where the project's copy of them is absent.
+Tiny files in the real formats (idx, CIFAR's pickles in a tarball, CelebA's partition list), checked against the
+published values or against checksums the test publishes for them; the real files only in the test of the checksum
+table, which reads them from $GAN_JAX_DATA and is skipped where that does not hold them.
 """
 import gzip
 import hashlib
 import io
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -17,8 +17,9 @@ from gan_jax import data
 from gan_jax.data import tfds_local
 from gan_jax.data.__main__ import main as cli_main
 from gan_jax.data.sources import InMemorySource, make_image_source
+from tests import fake_data
+from tests.fake_data import idx_bytes
 
-SHARED = tfds_local.PROJECT_MANUAL_ROOT
 N_TRAIN, N_TEST = 12, 4
 OPT_OUT = ("verify=False", "--no_verify", "GAN_JAX_UNVERIFIED_DATA=1")
 
@@ -29,27 +30,9 @@ def verification_on(monkeypatch):
     monkeypatch.delenv(tfds_local.UNVERIFIED_ENV, raising=False)
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An idx file: magic 0x0000 08 <ndim>, big-endian dims, then the bytes (written independently of read_idx)."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_idx_dir(root, compress=True, seed=0):
-    """The four MNIST files under their published names, holding random pixels and labels under valid headers."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        arrays[f"{prefix}-images-idx3-ubyte"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        arrays[f"{prefix}-labels-idx1-ubyte"] = rng.integers(0, 10, n, dtype=np.uint8)
-    for stem, array in arrays.items():
-        raw = idx_bytes(array)
-        if compress:
-            (root / f"{stem}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (root / stem).write_bytes(raw)
-    return arrays
+    """The four MNIST files under their published names, tiny fake MNIST under valid headers; their arrays."""
+    return fake_data.write_originals(root, "mnist", N_TRAIN, N_TEST, seed=seed, compress=compress)
 
 
 def sha256(path) -> str:
@@ -58,7 +41,27 @@ def sha256(path) -> str:
 
 # ----------------------------------------------------------------------------- checksums and the opt-out
 
-def test_garbage_pixels_under_a_valid_header_are_refused_naming_the_file(tmp_path):
+def test_files_matching_their_published_checksums_build_verified_and_one_changed_byte_is_refused(tmp_path,
+                                                                                                 monkeypatch):
+    manual = tmp_path / "mnist"
+    arrays = write_idx_dir(manual)
+    monkeypatch.setitem(tfds_local.PUBLISHED, "mnist", fake_data.published_as(manual, {"train": N_TRAIN,
+                                                                                       "test": N_TEST}))
+    data.prepare("mnist", str(tmp_path / "tfds"), str(manual))
+    assert tfds_local.local_builder("mnist", str(tmp_path / "tfds")).info.metadata["verified"] is True
+    labels = tfds_local.load_records("mnist", str(tmp_path / "tfds"), "test").__getitems__(list(range(N_TEST)))
+    np.testing.assert_array_equal([r["label"] for r in labels], arrays["t10k-labels-idx1-ubyte"])
+
+    path = manual / "t10k-labels-idx1-ubyte.gz"
+    changed = bytearray(path.read_bytes())
+    changed[-8] ^= 1  # the gzip trailer's CRC-32: the same size, other bytes
+    path.write_bytes(bytes(changed))
+    with pytest.raises(ValueError, match=f"{path} is not the published file: {len(changed)} bytes, SHA-256 "
+                                         f"{sha256(path)}; expected {len(changed)} bytes"):
+        data.prepare("mnist", str(tmp_path / "tfds2"), str(manual))
+
+
+def test_other_files_under_the_published_names_are_refused_naming_the_file(tmp_path):
     manual, data_dir = tmp_path / "mnist", str(tmp_path / "tfds")
     arrays = write_idx_dir(manual)
     with pytest.raises(ValueError) as err:
@@ -120,24 +123,13 @@ def test_opt_out_by_environment_variable_and_flag(tmp_path, monkeypatch, capsys)
             "original files NOT verified against their published checksums") in capsys.readouterr().out
 
 
-def _cifar_pickle(rng, n, labels=None):
-    labels = rng.integers(0, 10, n).tolist() if labels is None else labels
-    return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": labels}, protocol=2)
-
-
 def test_cifar10_and_celeb_a_files_are_checked_too(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "cifar" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (folder / name).write_bytes(_cifar_pickle(rng, 3))
+    fake_data.write_cifar(tmp_path / "cifar", 3, 3)
     with pytest.raises(ValueError, match="the train split read from these files holds 15 examples, the published "
                                          "cifar10 50000. Re-download the original files from www.cs.toronto.edu"):
-        make_image_source("cifar10", str(tmp_path / "tfds1"), "train", manual_dir=str(folder.parent))
+        make_image_source("cifar10", str(tmp_path / "tfds1"), "train", manual_dir=str(tmp_path / "cifar"))
+    fake_data.write_cifar(tmp_path / "tar", 3, 3, tarball=True)
     tar = tmp_path / "tar" / "cifar-10-python.tar.gz"
-    tar.parent.mkdir()
-    with tarfile.open(tar, "w:gz") as t:
-        t.add(folder, arcname="cifar-10-batches-py")
     with pytest.raises(ValueError, match=f"{tar} is not the published file: .*expected 170498071 bytes, SHA-256 "
                                          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"):
         make_image_source("cifar10", str(tmp_path / "tfds2"), "train", manual_dir=str(tar.parent))
@@ -150,16 +142,15 @@ def test_cifar10_and_celeb_a_files_are_checked_too(tmp_path):
         make_image_source("celeb_a", str(tmp_path / "tfds3"), "train", manual_dir=str(celeb))
 
 
-@pytest.mark.skipif(not all((SHARED / n).is_dir() for n in ("mnist", "fashion_mnist")),
-                    reason="the project's copy of the original MNIST / Fashion-MNIST files is absent")
-def test_checksum_table_matches_the_real_files():
-    for name in ("mnist", "fashion_mnist"):
-        published = tfds_local.PUBLISHED[name].files
-        assert sorted(published) == sorted(p.name for p in (SHARED / name).glob("*.gz"))
-        for file_name, expected in published.items():
-            path = SHARED / name / file_name
-            assert (path.stat().st_size, sha256(path)) == (expected.size, expected.sha256), path
-        tfds_local.verify_originals(name, SHARED / name)
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_checksum_table_matches_the_real_files(name):
+    folder = fake_data.real_originals(name)
+    published = tfds_local.PUBLISHED[name].files
+    assert sorted(published) == sorted(p.name for p in folder.glob("*.gz"))
+    for file_name, expected in published.items():
+        path = folder / file_name
+        assert (path.stat().st_size, sha256(path)) == (expected.size, expected.sha256), path
+    tfds_local.verify_originals(name, folder)
 
 
 # ----------------------------------------------------------------------------- value checks, verified or not
@@ -202,7 +193,7 @@ def test_labels_outside_0_to_9_are_refused(tmp_path):
         data.prepare("mnist", str(tmp_path / "tfds"), str(manual), verify=False)
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="data_batch_2 holds 1 labels outside 0..9 \\(e.g. -1\\)"):
-        tfds_local._cifar_batch(_cifar_pickle(rng, 2, labels=[3, -1]), "data_batch_2")
+        tfds_local._cifar_batch(fake_data.cifar_batch(rng, 2, labels=[3, -1]), "data_batch_2")
     short_rows = pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [1, 2]}, protocol=2)
     with pytest.raises(ValueError, match=r"data_batch_3: data \(2, 3000\) and labels \(2,\) do not make N rows"):
         tfds_local._cifar_batch(short_rows, "data_batch_3")

@@ -16,7 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "gan_jax"
 # Command-line modules: entry points that parse flags and run things; libraries must not import them.
-CLI_MODULES = frozenset({"gan_jax.reproduce"})
+CLI_MODULES = frozenset({"gan_jax.reproduce", "gan_jax.launch", "gan_jax.sample"})
 TOP_LEVEL_CLIS = frozenset({"launch"})  # launch.py, outside the package
 
 

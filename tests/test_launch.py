@@ -255,11 +255,40 @@ def test_bad_flags_fail_with_a_clear_message(tmp_path, flag, message):
     assert message in err
 
 
-def test_unknown_variant_is_named(tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "--config",
-                        os.path.join(ROOT, "experiments/mixture_ring.py:pacgan9"), "--workdir", str(tmp_path)],
-                       capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
-    assert p.returncode != 0 and "unknown variant 'pacgan9'; allowed: ['gan', 'pacgan2'" in p.stderr
+def test_a_config_named_from_another_directory_is_found_and_its_unknown_variant_named(tmp_path):
+    """`python -m gan_jax.launch` (the gan-jax-launch command) outside the checkout: the config by name."""
+    p = subprocess.run([sys.executable, "-m", "gan_jax.launch", "--config", "mixture_ring:pacgan9", "--workdir",
+                        str(tmp_path / "run")], capture_output=True, text=True, env=dict(_env(), PYTHONPATH=ROOT),
+                       cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and "error: unknown variant 'pacgan9'; allowed: ['gan', 'pacgan2'" in p.stderr
+
+
+def test_configs_load_by_name_or_by_path_from_any_directory(tmp_path, monkeypatch):
+    from gan_jax.config_files import load_config
+    by_path = load_config("experiments/mixture_ring.py:pacgan2", ROOT).to_dict()
+    monkeypatch.chdir(tmp_path)  # no experiments/ here: the installed configs answer
+    for spec in ("mixture_ring:pacgan2", "mixture_ring.py:pacgan2", "experiments/mixture_ring.py:pacgan2",
+                 os.path.join(ROOT, "experiments", "mixture_ring.py:pacgan2")):
+        assert load_config(spec).to_dict() == by_path, spec
+    # Files of one's own, by path: they import the installed configs; one at a path relative to the working
+    # directory comes before the installed config of that path.
+    own = ("from experiments.mixtures import mixture_config\n\n\ndef get_config(variant='gan'):\n"
+           "    c = mixture_config('ring', variant, paper='mine')\n    c.steps = {steps}\n    return c\n")
+    (tmp_path / "mine.py").write_text(own.format(steps=7))
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mixture_ring.py").write_text(own.format(steps=3))
+    mine = load_config("mine.py:pacgan2")
+    assert mine.steps == 7 and mine.paper == "mine" and mine.model.to_dict() == by_path["model"]
+    assert load_config("experiments/mixture_ring.py").steps == 3
+    with pytest.raises(ValueError) as err:
+        load_config("mixture_rign:gan")
+    assert str(err.value).startswith("unknown config 'mixture_rign'; allowed: ['acgan_mnist', ")
+    assert "'mixture_ring', " in str(err.value) and "'images'" not in str(err.value)  # images.py: no get_config
+    with pytest.raises(ValueError, match=re.escape(f"config file 'experiments/nope.py' not found (from {tmp_path}), "
+                                                   "nor an installed config; installed: ['acgan_mnist', ")):
+        load_config("experiments/nope.py")
+    with pytest.raises(ValueError, match=r"config file .*experiments/images.py defines no get_config\(variant\)"):
+        load_config("experiments/images.py", ROOT)
 
 
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
@@ -292,12 +321,12 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
 def test_every_config_names_a_registered_task_and_validates():
     """launch.py runs every experiments/ config on the one loop: each names a task whose schema it satisfies."""
     import glob
-    from gan_jax.config_files import load_config
+    from gan_jax.config_files import config_names, load_config
+    files = [os.path.basename(p)[:-3] for p in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))]
+    assert config_names() == [f for f in files if f not in ("__init__", "images", "mixtures")]
     names = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))):
-        if "def get_config" not in open(path).read():
-            continue
-        config = load_config(os.path.relpath(path, ROOT), ROOT)
+    for name in config_names():
+        config = load_config(name)
         config_lib.check_fields(config, tasks.schema(config))
         tasks.module(config.task).validate(config, 1)
         names.append(config.task)

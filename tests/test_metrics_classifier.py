@@ -1,4 +1,4 @@
-"""The classifier task and gan_jax.metrics.classifier / features: training on a tiny offline MNIST lifts the test
+"""The classifier task and gan_jax.metrics.classifier / features: training on a tiny fake MNIST lifts the test
 accuracy, a finished workdir loads as a classifier and a FeatureNetwork, validation, and on the one loop: a
 relaunch with more steps, SIGKILL then resume, 1 vs 2 devices, and launch.py with the experiment config."""
 import json
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from experiments.classifier_mnist import get_config
-from gan_jax import data, loop, runs
+from gan_jax import loop, runs
 from gan_jax.metrics import classifier, features
 from gan_jax.tasks import classifier as classifier_task
+from tests import fake_data
 from tests.helpers import (assert_rows_close, config_flags, launch_task_to_end, logged_metrics, set_fields,
                            sigkill_after_checkpoint_and_relaunch)
 
@@ -27,9 +28,8 @@ SHORT = {**TINY, "steps": 40, "log_every": 1, "checkpoint_every": 10}
 
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory) -> str:
-    data_dir = tmp_path_factory.mktemp("tfds")
-    data.prepare("mnist", str(data_dir), max_examples=N_EXAMPLES)
-    return str(data_dir)
+    """A TFDS data dir of fake MNIST (tests/fake_data.py), N_EXAMPLES per split."""
+    return fake_data.build_tfds(tmp_path_factory.mktemp("mnist"), N_EXAMPLES, N_EXAMPLES, names=("mnist",))
 
 
 def tiny_config(data_dir: str, fields: dict):
@@ -53,7 +53,8 @@ def test_training_lifts_test_accuracy_far_above_chance(trained):
     untrained = jax.jit(task.init)(jax.random.key(config.seed), test).net.params
     before = classifier.accuracy(classifier.make_apply_fn(model, untrained), test["image"], test["label"])
     after = classifier.accuracy(classifier.make_apply_fn(model, params), test["image"], test["label"])
-    assert before < 0.3 and after > 0.6, (before, after)
+    # The fake digits' classes are separable: this run reaches 97 % (measured; 2 epochs: 73 %), chance is 10 %.
+    assert before < 0.3 and after > 0.9, (before, after)
     np.testing.assert_allclose(meta["test_accuracy"], after)
     assert meta["num_test"] == N_EXAMPLES and meta["num_train"] == 512 and meta["step"] == 320
     assert meta["dataset"] == "mnist" and meta["feature_dim"] == 32 and meta["num_classes"] == 10

@@ -1,10 +1,6 @@
 """The CIFAR-10 and CelebA configs (experiments/cifar10.py, celeba.py) train on tiny files in the real formats,
 and the SN-GAN standard CNN (Miyato et al. 2018, Table 3) has its shapes and spectrally normalised layers."""
-import io
 import json
-import os
-import pickle
-import tarfile
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +12,7 @@ from experiments import celeba, cifar10
 from gan_jax import data, loop, models
 from gan_jax.data import tfds_local
 from gan_jax.tasks import gan as gan_task
+from tests import fake_data
 from tests.helpers import small
 
 ONE_DEVICE = jax.devices()[:1]
@@ -23,43 +20,12 @@ CIFAR_ROWS = 8  # per batch file: 40 training images, enough for one step of 5 c
 CELEBA_SPLITS = (0,) * 8 + (1, 2, 2)  # list_eval_partition.txt: 8 train, 1 validation, 2 test images
 
 
-def write_cifar_tar(directory) -> str:
-    """cifar-10-python.tar.gz as its authors publish it (cifar-10-batches-py/data_batch_1..5, test_batch: pickled
-    {b"data": uint8 [N, 3072] channel-first rows, b"labels": [N]}), CIFAR_ROWS random images per batch."""
-    rng = np.random.default_rng(0)
-    path = os.path.join(directory, tfds_local._CIFAR_TAR)
-    with tarfile.open(path, "w:gz") as tar:
-        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            raw = pickle.dumps({b"data": rng.integers(0, 256, (CIFAR_ROWS, 3072), dtype=np.uint8),
-                                b"labels": rng.integers(0, 10, CIFAR_ROWS).tolist()}, protocol=2)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return path
-
-
-def write_celeba(directory) -> None:
-    """img_align_celeba/000001.jpg, ... (178 wide, 218 high, JPEG) and list_eval_partition.txt."""
-    rng = np.random.default_rng(1)
-    os.makedirs(os.path.join(directory, "img_align_celeba"))
-    lines = []
-    for i, split in enumerate(CELEBA_SPLITS, start=1):
-        name = f"{i:06d}.jpg"
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(
-            os.path.join(directory, "img_align_celeba", name), quality=90)
-        lines.append(f"{name} {split}")
-    with open(os.path.join(directory, "list_eval_partition.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def real_data_dir(tmp_path_factory) -> str:
     """A TFDS data dir holding CIFAR-10 and CelebA built from the tiny files (not the published ones)."""
     d, manual = tmp_path_factory.mktemp("tfds"), tmp_path_factory.mktemp("manual")
-    os.makedirs(manual / "cifar10")
-    write_cifar_tar(manual / "cifar10")
-    os.makedirs(manual / "celeb_a")
-    write_celeba(manual / "celeb_a")
+    fake_data.write_cifar(manual / "cifar10", CIFAR_ROWS, CIFAR_ROWS, tarball=True)
+    fake_data.write_celeba(manual / "celeb_a", CELEBA_SPLITS)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tfds_local.UNVERIFIED_ENV, "1")
         for name in ("cifar10", "celeb_a"):

@@ -16,7 +16,7 @@ from tests.helpers import (assert_rows_close, config_flags, launch_task_to_end, 
                            set_fields, sigkill_after_checkpoint_and_relaunch)
 
 ONE_DEVICE = jax.devices()[:1]
-# Tiny nets on the 128-image MNIST of the data_dir fixture; the same run as command-line overrides.
+# Tiny nets on the 128-image fake MNIST of the data_dir fixture; the same run as command-line overrides.
 TINY = {"batch_size": 8, "log_every": 1, "checkpoint_every": 10, "sample_every": 1000, "model.latent_dim": 4,
         "model.channels": (4, 8), "model.hidden": 16, "eval.parzen": False, "eval.batch_size": 64}
 

@@ -1,6 +1,6 @@
 """Build a dataset offline from local original files:
 
-    python -m gan_jax.data --dataset mnist --manual_dir ../shared/data/mnist --data_dir ~/tensorflow_datasets
+    python -m gan_jax.data --dataset mnist --manual_dir DIR/mnist --data_dir ~/tensorflow_datasets
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data_dir", default="",
                         help="where the TFDS dataset is written (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     parser.add_argument("--manual_dir", default="",
-                        help="folder holding the original files (default: DATA_DIR/downloads/manual[/NAME], "
-                             "then ../shared/data/NAME next to the checkout)")
+                        help="folder holding the original files, looked in first (then $GAN_JAX_DATA/NAME, "
+                             "DATA_DIR/downloads/manual/NAME and DATA_DIR/downloads/manual)")
     parser.add_argument("--max_examples", type=int, default=None, help="keep only the first N examples per split")
     parser.add_argument("--no_verify", action="store_true",
                         help="build from files that are deliberately not the published ones (a subset of your own): "

@@ -179,8 +179,8 @@ def make_image_source(name: str, data_dir: str, split: str, *, image_size: int |
                       ) -> ImageSource:
     """The random-access source of a split of one of DATASET_NAMES.
 
-    Builds the TFDS dataset into data_dir on first use when the original files are found (manual_dir,
-    else data_dir/downloads/manual[/<name>], else ../shared/data/<name>); otherwise raises
+    Builds the TFDS dataset into data_dir on first use when the original files are found (in manual_dir,
+    $GAN_JAX_DATA/<name> or data_dir/downloads/manual[/<name>], in that order); otherwise raises
     FileNotFoundError naming the files needed, the folders searched and the manual_dir flag / config
     field. image_size None or 0 keeps the native size (see fit_image for pad / resize / center_crop).
     Splits: "train", "test" (celeb_a also "validation") or all joined by "+". stacked_mnist draws the

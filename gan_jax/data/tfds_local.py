@@ -34,7 +34,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gan_jax.data import DATASET_NAMES
+from gan_jax.data import DATA_ENV, DATASET_NAMES
 
 DATA_VERSION = "1.0.0"
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -43,12 +43,6 @@ _CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test"
 _CIFAR_DIR, _CIFAR_TAR = "cifar-10-batches-py", "cifar-10-python.tar.gz"
 _CELEBA_IMAGES, _CELEBA_PARTITION = "img_align_celeba", "list_eval_partition.txt"
 _CELEBA_SPLITS = {"train": 0, "validation": 1, "test": 2}
-# Where the project keeps the original MNIST / Fashion-MNIST files: ../shared/data next to the checkout,
-# or $GAN_JAX_SHARED_DATA (a clone made elsewhere; .ci/run sets it from the repository it was cloned from).
-PROJECT_MANUAL_ROOT = Path(os.environ.get("GAN_JAX_SHARED_DATA")
-                           or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-FLAG_HINT = ("pass manual_dir= (flag --manual_dir of `python -m gan_jax.data`, config field "
-             "data.manual_dir) pointing at the folder that holds them")
 UNVERIFIED_ENV = "GAN_JAX_UNVERIFIED_DATA"
 OPT_OUT_HINT = (f"if the files are deliberately not the published ones (a subset of your own), build without "
                 f"verification: verify=False (flag --no_verify of `python -m gan_jax.data`) or the environment "
@@ -418,14 +412,14 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 def candidate_manual_dirs(name: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None
                           ) -> list[Path]:
-    """Folders searched for the original files: manual_dir (and manual_dir/<name>) when given (not
-    empty), else TFDS's default data_dir/downloads/manual[/<name>] and the project's ../shared/data/<name>."""
+    """Folders searched for the original files, in order: manual_dir and manual_dir/<name> when given (not
+    empty), $GAN_JAX_DATA/<name> when that is set, then TFDS's data_dir/downloads/manual/<name> and
+    data_dir/downloads/manual."""
     name = tfds_name(name)
-    if manual_dir:
-        root = Path(manual_dir).expanduser()
-        return [root, root / name]
+    given = [Path(manual_dir).expanduser(), Path(manual_dir).expanduser() / name] if manual_dir else []
+    from_env = [Path(os.environ[DATA_ENV]).expanduser() / name] if os.environ.get(DATA_ENV) else []
     manual = resolve_data_dir(data_dir) / "downloads" / "manual"
-    return [manual / name, manual, PROJECT_MANUAL_ROOT / name]
+    return given + from_env + [manual / name, manual]
 
 
 def find_manual_dir(name: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None) -> Path:
@@ -437,12 +431,15 @@ def find_manual_dir(name: str, data_dir: str | os.PathLike | None, manual_dir: s
         if lacking == []:
             return d
         looked.append(f"{d} ({'no such folder' if lacking is None else 'lacks ' + ', '.join(lacking)})")
+    folder = tfds_name(name)
     raise FileNotFoundError(
         f"dataset {name!r} is not built under data_dir '{resolve_data_dir(data_dir)}' (looked for "
-        f"{resolve_data_dir(data_dir) / tfds_name(name) / DATA_VERSION}) and no local copy of its original files was found; "
+        f"{resolve_data_dir(data_dir) / folder / DATA_VERSION}) and no local copy of its original files was found; "
         f"TFDS cannot download here. Files needed: {_SPECS[check_name(name)].files}. Looked in: "
-        + "; ".join(looked) + f". To build it, {FLAG_HINT}."
-        + (f" Get the files from {PUBLISHED[tfds_name(name)].source}." if tfds_name(name) in PUBLISHED else ""))
+        + "; ".join(looked) + f". To build it, put them in ${DATA_ENV}/{folder}/ (set {DATA_ENV} to your folder of "
+        "original files, one subfolder per dataset) or pass manual_dir= (flag --manual_dir of `python -m "
+        "gan_jax.data`, config field data.manual_dir) pointing at the folder that holds them."
+        + (f" Get the files from {PUBLISHED[folder].source}." if folder in PUBLISHED else ""))
 
 
 def local_builder(name: str, data_dir: str | os.PathLike | None, *, max_examples: int | None = None,
