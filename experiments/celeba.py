@@ -8,8 +8,8 @@ mmlab.ie.cuhk.edu.hk/projects/CelebA.html, built offline into TFDS records on fi
 from `$GAN_JAX_DATA/celeb_a`, or `--config.data.manual_dir=DIR`. Training reads the
 162,770-image train split. Method settings: experiments/cifar10.py (same variants).
 
-Target: Lucic et al. 2018, Table 2, best CelebA FID of the non-saturating GAN, 55.0 ± 3.3 (as quoted in
-paper_tables.md §6: InfoGAN-style nets, 10k vs 10k Inception FID); neither DCGAN nor SN-GAN published a CelebA
+Target: Lucic et al. 2018, Table 2, best CelebA FID of the non-saturating GAN, 55.0 ± 3.3 (InfoGAN-style
+nets, 10k vs 10k Inception FID); neither DCGAN nor SN-GAN published a CelebA
 number for these nets.
 """
 from __future__ import annotations
@@ -19,8 +19,7 @@ import ml_collections
 from experiments.cifar10 import real_image_config
 
 VARIANTS = ("dcgan", "sngan")
-TARGET = ("Lucic et al. 2018 Table 2, CelebA, NS GAN: FID 55.0 ± 3.3 (InfoGAN-style nets, 10k vs 10k; "
-          "as quoted in paper_tables.md §6)")
+TARGET = ("Lucic et al. 2018 Table 2, CelebA, NS GAN: FID 55.0 ± 3.3 (InfoGAN-style nets, 10k vs 10k)")
 CROP = 108  # the DCGAN reference code's CelebA crop (then resized to 64)
 
 

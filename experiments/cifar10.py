@@ -34,7 +34,7 @@ TARGETS = {
     "dcgan": "StudioGAN README, CIFAR-10 DCGAN: FID 49.03 (StudioGAN's nets and protocol)",
     "wgan_gp": ("mimicry README, CIFAR-10 WGAN-GP: FID 22.29 (100k steps, 50k vs 50k training images, ResNet nets); "
                 "StudioGAN README: 25.85"),
-    "sngan": ("Miyato et al. 2018, Table 2, standard CNN with hinge loss: FID 25.5 (as quoted in paper_tables.md §7); "
+    "sngan": ("Miyato et al. 2018, Table 2, standard CNN with hinge loss: FID 25.5; "
               "mimicry README SNGAN: 16.77 (100k steps, 50k vs 50k, ResNet nets); StudioGAN README: 13.25"),
 }
 TARGETS["sngan_ndis5"] = TARGETS["sngan"]

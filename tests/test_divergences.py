@@ -93,7 +93,7 @@ def test_value_at_optimum_is_2js_minus_log4_on_random_discrete():
     np.testing.assert_allclose(dv.value_at_optimum(p, p), -math.log(4.0), rtol=1e-6)
 
 
-# --- densities on a grid (reference values from paper_tables.md §8) -----------------------------------
+# --- densities on a grid (reference values by high-precision quadrature) ----------------------------
 
 @pytest.mark.parametrize("mu, std, expected", [
     (1.0, 1.0, 0.111421482185), (0.0, 2.0, 0.092733381666), (2.0, 0.5, 0.474307411229),

@@ -15,7 +15,7 @@ from gan_jax.data import tfds_local
 from gan_jax.data.pipeline import hash_counters
 
 FITS = ("auto", "pad", "resize")
-# Stacked MNIST size of VEEGAN / PacGAN: 128,000 images of three digits (paper_tables.md §3).
+# Stacked MNIST size of VEEGAN / PacGAN: 128,000 images of three digits (Srivastava et al. 2017, Sec. 5.2).
 STACKED_MNIST_SIZE = 128_000
 
 

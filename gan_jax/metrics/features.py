@@ -2,7 +2,7 @@
 
 - `lenet_features(workdir)`: our LeNet classifier (gan_jax/metrics/classifier.py), 128-d features of its
   hidden dense layer and 10 logits, 28×28×1 inputs. Classifier-FID values are not comparable with
-  published (Inception) FIDs (paper_tables.md §6); record the classifier's checkpoint with every number.
+  published (Inception) FIDs; record the classifier's checkpoint with every number.
   The real-vs-real floor (train[0:10000] vs the 10,000 test images) depends on the classifier's
   weights: `protocols.image_scores` with training images as the samples measures it, and the reproduce
   command prints it with each table.
