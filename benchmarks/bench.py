@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="keep: gan_jax.host_memory.keep_freed_memory() as launch.py does (applies to torch too, "
                         "same process); glibc: the allocator's defaults")
     p.add_argument("--json", help="append the JSON lines to this file")
+    p.add_argument("--label", help="a label stored with each row (as 'code'), e.g. which run of a series it is")
     a = p.parse_args(argv)
     if a.num_devices is not None and not 1 <= a.num_devices <= jax.device_count():
         p.error(f"--num_devices {a.num_devices}: allowed 1 .. {jax.device_count()} (the devices of this process)")
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           flush=True)
     rows = []
 
-    provenance = {"commit": source_commit(), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
+    provenance = {**({"code": a.label} if a.label else {}), "commit": source_commit(), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
                   "host_cpus_usable": len(os.sched_getaffinity(0))}
 
     def emit(row):
