@@ -57,7 +57,7 @@ def mixture_config(dataset: str, variant: str, paper: str):
         c.optim.generator = dict(wgan_adam)
         c.optim.critic = dict(wgan_adam)
     c.eval.num_samples = 2500
-    # The protocol's numbers use G's running batch-norm averages, as PacGAN's code does; the *_precise_bn ones
-    # recompute them: at one checkpoint the two can differ by several points of high quality.
+    # The protocol's numbers use G's running batch-norm averages; the *_precise_bn ones recompute them at the
+    # evaluated parameters, as PacGAN's code re-estimates them (50 batch-norm update batches) before it samples.
     c.eval.precise_bn_batches = 100
     return c
