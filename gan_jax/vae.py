@@ -6,6 +6,9 @@ q(z|x) = N(μ(x), diag σ²(x)), the closed-form KL = ½ Σ_j (μ_j² + σ_j² �
 reparameterised sample z = μ + σ ⊙ ε, ε ~ N(0, I) (Sec. 2.4), and a Bernoulli decoder log p(x|z) =
 Σ_i x_i log p_i + (1 − x_i) log(1 − p_i) on binarised pixels. Samples are the decoder's means p(z),
 z ~ N(0, I), mapped to [−1, 1].
+
+``dtype`` is the networks' compute dtype (bfloat16 option); parameters stay float32, and μ, log σ², the
+reparameterised z, the logits and so the ELBO are float32.
 """
 from __future__ import annotations
 
@@ -26,28 +29,31 @@ class VAE(nn.Module):
     latent_dim: int = 16
     channels: tuple[int, int] = (32, 64)
     hidden: int = 256
+    dtype: Any = jnp.float32
 
     def setup(self):
         c1, c2 = self.channels
-        self.enc = [Conv(c1, 4, strides=2, padding=1, kernel_init=nn.initializers.lecun_normal()),
-                    Conv(c2, 4, strides=2, padding=1, kernel_init=nn.initializers.lecun_normal())]
-        self.enc_dense = nn.Dense(self.hidden)
-        self.enc_out = nn.Dense(2 * self.latent_dim)
-        self.dec_dense = [nn.Dense(self.hidden), nn.Dense(7 * 7 * c2)]
-        self.dec = [ConvTranspose(c1, 4, strides=2, padding=1, kernel_init=nn.initializers.lecun_normal()),
-                    ConvTranspose(1, 4, strides=2, padding=1, kernel_init=nn.initializers.lecun_normal())]
+        conv = dict(strides=2, padding=1, kernel_init=nn.initializers.lecun_normal(), dtype=self.dtype)
+        self.enc = [Conv(c1, 4, **conv), Conv(c2, 4, **conv)]
+        self.enc_dense = nn.Dense(self.hidden, dtype=self.dtype)
+        self.enc_out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)
+        self.dec_dense = [nn.Dense(self.hidden, dtype=self.dtype), nn.Dense(7 * 7 * c2, dtype=self.dtype)]
+        self.dec = [ConvTranspose(c1, 4, **conv), ConvTranspose(1, 4, **conv)]
 
     def encode(self, x: Array) -> tuple[Array, Array]:
+        """(μ, log σ²), float32."""
+        x = x.astype(self.dtype)
         for conv in self.enc:
             x = nn.relu(conv(x))
         h = nn.relu(self.enc_dense(x.reshape(x.shape[0], -1)))
-        mu, logvar = jnp.split(self.enc_out(h), 2, axis=-1)
+        mu, logvar = jnp.split(self.enc_out(h).astype(jnp.float32), 2, axis=-1)
         return mu, logvar
 
     def decode(self, z: Array) -> Array:
-        h = nn.relu(self.dec_dense[1](nn.relu(self.dec_dense[0](z))))
+        """Pixel logits, float32."""
+        h = nn.relu(self.dec_dense[1](nn.relu(self.dec_dense[0](z.astype(self.dtype)))))
         h = nn.relu(self.dec[0](h.reshape(z.shape[0], 7, 7, self.channels[1])))
-        return self.dec[1](h)
+        return self.dec[1](h).astype(jnp.float32)
 
     def __call__(self, x: Array, noise: Array) -> tuple[Array, Array, Array]:
         """(decoder logits at z = μ + σ ⊙ noise, μ, log σ²); noise [B, latent] ~ N(0, I)."""

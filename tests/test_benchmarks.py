@@ -53,6 +53,7 @@ def test_bench_times_the_launch_step_without_recompiling():
     assert row["images_per_s"] == pytest.approx(row["g_steps_per_s"] * 8 * 6, rel=1e-2)
 
 
+@pytest.mark.slow  # ~11 s; test_bench_times_the_launch_step_without_recompiling covers the timing path in CI
 def test_bench_times_an_experiment_configs_launch_step_on_its_own_data():
     spec = "experiments/mixture_ring.py:pacgan2"
     rows = bench.main(["--experiments", spec, "experiments/mixture_ring.py:gan", "--steps", "3", "--warmup", "0",

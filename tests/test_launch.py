@@ -291,6 +291,7 @@ def test_configs_load_by_name_or_by_path_from_any_directory(tmp_path, monkeypatc
         load_config("experiments/images.py", ROOT)
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the 1-vs-2-device equalities of every task run in the CI suite
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     """jax.distributed over loopback: 2 processes x 1 CPU device = 1 process x 2 devices, exactly."""
     import socket

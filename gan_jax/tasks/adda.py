@@ -16,7 +16,8 @@ source batch), d_loss (J_D) and mapping_loss (J_M) at the step's parameters; onl
 Networks are ADDA's MNIST→USPS choice: LeNet encoder (conv 20 5×5, conv 50 5×5, dense 500; strided
 instead of pooled, see gan_jax/metrics/classifier.py for why), a linear classifier, and a 500-500-1 ReLU
 discriminator. Source: MNIST; target: scikit-learn's digits in MNIST's format (gan_jax/data/paired.py),
-a real shift of writers, scanning and stroke.
+a real shift of writers, scanning and stroke. `model.dtype` is the networks' compute dtype (bfloat16 option);
+parameters stay float32, and features, logits and losses are float32.
 
     python launch.py --config experiments/adda_mnist_digits.py --workdir DIR [--config.seed=N]
 One run is one seed; the seeds of a mean ± std are separate runs (workdirs) with --config.seed=0, 1, 2.
@@ -35,7 +36,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib, losses
+from gan_jax import config as config_lib, losses, models
 from gan_jax.data import InMemorySource, Pipeline, paired
 from gan_jax.metrics.batching import batched_apply
 from gan_jax.models.layers import Conv
@@ -48,26 +49,31 @@ NUM_CLASSES = 10
 
 
 class Encoder(nn.Module):
-    """x [B, 28, 28, 1] in [−1, 1] -> features [B, hidden] (LeNet, strided)."""
+    """x [B, 28, 28, 1] in [−1, 1] -> features [B, hidden] (LeNet, strided), float32."""
     channels: tuple[int, int] = (20, 50)
     hidden: int = 500
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        x = x.astype(self.dtype)
         for c in self.channels:
-            x = nn.relu(Conv(c, 5, strides=2, padding="SAME", kernel_init=nn.initializers.lecun_normal())(x))
-        return nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+            x = nn.relu(Conv(c, 5, strides=2, padding="SAME", kernel_init=nn.initializers.lecun_normal(),
+                             dtype=self.dtype)(x))
+        return nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape(x.shape[0], -1))).astype(jnp.float32)
 
 
 class DomainDiscriminator(nn.Module):
-    """features [B, d] -> source-vs-target logits [B]."""
+    """features [B, d] -> source-vs-target logits [B], float32."""
     hidden: int = 500
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, f: Array) -> Array:
+        f = f.astype(self.dtype)
         for _ in range(2):
-            f = nn.relu(nn.Dense(self.hidden)(f))
-        return nn.Dense(1)(f)[:, 0]
+            f = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(f))
+        return nn.Dense(1, dtype=self.dtype)(f)[:, 0].astype(jnp.float32)
 
 
 def schema() -> ml_collections.ConfigDict:
@@ -76,7 +82,8 @@ def schema() -> ml_collections.ConfigDict:
     c.source_steps, c.adapt_steps, c.steps = 1000, 1000, 2000
     c.batch_size = 128
     c.data = ml_collections.ConfigDict(dict(source="mnist", target="digits", data_dir="", manual_dir=""))
-    c.model = ml_collections.ConfigDict(dict(channels=(20, 50), hidden=500, disc_hidden=500))
+    # dtype: the networks' compute dtype, "float32" or "bfloat16" (parameters stay float32).
+    c.model = ml_collections.ConfigDict(dict(channels=(20, 50), hidden=500, disc_hidden=500, dtype="float32"))
     c.optim = ml_collections.ConfigDict(dict(
         source=dict(name="adam", learning_rate=1e-3),
         target=dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999),  # ADDA's adversarial stage
@@ -101,6 +108,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                          f"{config.source_steps} + {config.adapt_steps} = {config.source_steps + config.adapt_steps}")
     if len(config.model.channels) != 2 or not all(isinstance(ch, int) and ch >= 1 for ch in config.model.channels):
         raise ValueError(f"config.model.channels must be two integers >= 1, got {config.model.channels!r}")
+    if config.model.dtype not in models.DTYPES:
+        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
     for who in ("source", "target", "discriminator"):
         config_lib.make_optimizer(config.optim[who], f"config.optim.{who}", _updates(config, who))
     base.check_batch_split(config, num_devices)
@@ -125,9 +134,10 @@ class Task:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         m, o = config.model, config.optim
-        self.encoder = Encoder(tuple(m.channels), m.hidden)
-        self.classifier = nn.Dense(NUM_CLASSES)
-        self.discriminator = DomainDiscriminator(m.disc_hidden)
+        dtype = models.DTYPES[m.dtype]
+        self.encoder = Encoder(tuple(m.channels), m.hidden, dtype)
+        self.classifier = nn.Dense(NUM_CLASSES, dtype=dtype)
+        self.discriminator = DomainDiscriminator(m.disc_hidden, dtype)
         self.source_tx = config_lib.make_optimizer(o.source, "config.optim.source", _updates(config, "source"))
         self.target_tx = config_lib.make_optimizer(o.target, "config.optim.target", _updates(config, "target"))
         self.disc_tx = config_lib.make_optimizer(o.discriminator, "config.optim.discriminator",
@@ -166,9 +176,13 @@ class Task:
                          target=TrainState.create({"params": encoder}, self.target_tx),
                          discriminator=TrainState.create({"params": disc}, self.disc_tx))
 
+    def classify(self, classifier_params: Any, features: Array) -> Array:
+        """C(f): class logits [B, 10], float32."""
+        return self.classifier.apply({"params": classifier_params}, features).astype(jnp.float32)
+
     def logits(self, encoder_params: Any, classifier_params: Any, x: Array) -> Array:
-        """C(M(x)): class logits [B, 10]."""
-        return self.classifier.apply({"params": classifier_params}, self.encoder.apply({"params": encoder_params}, x))
+        """C(M(x)): class logits [B, 10], float32."""
+        return self.classify(classifier_params, self.encoder.apply({"params": encoder_params}, x))
 
     def _source_loss(self, params: Any, x: Array, labels: Array) -> Array:
         out = self.logits(params["encoder"], params["classifier"], x)
@@ -205,7 +219,7 @@ class Task:
             disc.params, self.encoder.apply({"params": p}, batch["target"])))(state.target.params)
         target = state.target.apply_gradients(self.target_tx, lax.pmean(m_grads, AXIS))
         source_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-            self.classifier.apply({"params": src["classifier"]}, f_s), batch["label"]))
+            self.classify(src["classifier"], f_s), batch["label"]))
         metrics = {"source_loss": source_loss, "d_loss": d_loss, "mapping_loss": m_loss}
         return state.replace(target=target, discriminator=disc), metrics
 

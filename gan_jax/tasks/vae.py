@@ -21,7 +21,7 @@ import numpy as np
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib, vae, visualize
+from gan_jax import config as config_lib, models, vae, visualize
 from gan_jax.data import InMemorySource, Pipeline, paired
 from gan_jax.metrics.batching import batched_apply
 from gan_jax.parallel import AXIS, example_index
@@ -39,7 +39,8 @@ def schema() -> ml_collections.ConfigDict:
     c.batch_size = 128
     # num_train: the first that many training images (0: all).
     c.data = ml_collections.ConfigDict(dict(name="mnist", data_dir="", manual_dir="", num_train=0))
-    c.model = ml_collections.ConfigDict(dict(latent_dim=16, channels=(32, 64), hidden=256))
+    # dtype: the networks' compute dtype, "float32" or "bfloat16" (parameters and the ELBO stay float32).
+    c.model = ml_collections.ConfigDict(dict(latent_dim=16, channels=(32, 64), hidden=256, dtype="float32"))
     c.optim = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3))
     # FID needs classifier_dir (a classifier run's workdir); parzen follows Goodfellow et al.'s MNIST protocol.
     c.eval = ml_collections.ConfigDict(dict(num_samples=10000, classifier_dir="", parzen=False, batch_size=1000))
@@ -54,6 +55,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     base.check_ints(config, ("model.latent_dim", "model.hidden", "eval.num_samples", "eval.batch_size"))
     if len(config.model.channels) != 2 or not all(isinstance(ch, int) and ch >= 1 for ch in config.model.channels):
         raise ValueError(f"config.model.channels must be two integers >= 1, got {config.model.channels!r}")
+    if config.model.dtype not in models.DTYPES:
+        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
     if config.eval.parzen and config.data.name != "mnist":
         raise ValueError(f"config.eval.parzen follows Goodfellow et al.'s MNIST protocol; allowed only with "
                          f"config.data.name='mnist', got {config.data.name!r}")
@@ -69,8 +72,9 @@ class VAEState:
 
 
 def build_model(config: ml_collections.ConfigDict) -> vae.VAE:
+    """The VAE of `config.model`."""
     m = config.model
-    return vae.VAE(latent_dim=m.latent_dim, channels=tuple(m.channels), hidden=m.hidden)
+    return vae.VAE(latent_dim=m.latent_dim, channels=tuple(m.channels), hidden=m.hidden, dtype=models.DTYPES[m.dtype])
 
 
 class Task:
