@@ -18,8 +18,9 @@ pacgan_task.py), built on carpedm20/DCGAN-tensorflow (model.py, ops.py):
 - evaluation (model.py `log_metrics`): after every epoch (eval_every 2,000: the learning curve), 26,000 samples of
   fixed codes, G's running batch statistics, each channel read by an MNIST classifier (PacGAN: a Keras CNN;
   ours: experiments/classifier_mnist.py), modes of 1000 and KL(generated triples ‖ uniform).
-Differences: the code takes two generator steps per critic step, on the critic step's codes (model.py: "Run g_optim
-twice"); here one. Its real images are in [0, 1] (X / 255) for a tanh G; here both are in [−1, 1]. Its G moves the
+- two generator steps per critic step (model.py: "Run g_optim twice"): loss.generator_updates = 2.
+Differences: the code's two generator steps reuse the critic step's codes; here they share fresh codes (drawn after
+the critic step, as every alternating step here does). Its real images are in [0, 1] (X / 255) for a tanh G; here both are in [−1, 1]. Its G moves the
 batch-norm running averages once per slot and call; here once per step by the slots' mean statistics.
 """
 from experiments.images import image_config
@@ -49,6 +50,7 @@ def get_config(variant: str = "dcgan"):
     c.model.generator = dict(name="dcgan_tf", image_size=28, channels=3)
     c.model.critic = dict(name="dcgan_tf", image_size=28, channels=3 * pack)
     c.loss.name = "non_saturating"
+    c.loss.generator_updates = 2
     c.optim.generator = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim.critic = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.eval.num_samples = 26_000

@@ -180,7 +180,10 @@ def base_config() -> ml_collections.ConfigDict:
         generator_adversarial=1.0, feature_matching=0.0,
         # simultaneous: G's step is taken at the critic before its step, on that step's samples and dropout
         # masks (the code of Goodfellow et al. 2014); default: alternating, G sees the updated critic.
-        simultaneous=False))
+        simultaneous=False,
+        # generator_updates: G's updates per step after the critic's, each on the same codes at G's newest
+        # parameters (carpedm20/DCGAN-tensorflow, and PacGAN's Stacked-MNIST code built on it, "run g_optim twice").
+        generator_updates=1))
     # Optimizers: `name` plus the keyword options of `gan_jax.optim.make_optimizer` (weight_clip: WGAN).
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
@@ -248,6 +251,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _require(config.loss.generator_adversarial > 0 or config.loss.feature_matching > 0,
              "the generator needs an objective: config.loss.generator_adversarial > 0 or "
              "config.loss.feature_matching > 0 (both are 0)")
+    v = config.loss.generator_updates
+    _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+             f"config.loss.generator_updates must be an integer >= 1, got {v!r}")
+    _require(not config.loss.simultaneous or v == 1,
+             f"config.loss.simultaneous=True takes one generator update per step; got generator_updates={v}")
     _require(not config.loss.simultaneous or config.loss.n_critic == 1,
              f"config.loss.simultaneous=True takes one critic step per generator step; got n_critic={config.loss.n_critic}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")

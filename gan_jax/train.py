@@ -217,7 +217,7 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
     critic_terms, generator_terms = _terms(gan)
     features = any(w.term.features for w in critic_terms + generator_terms)
     critic_kwargs = {"return_features": True} if features else {}
-    simultaneous = cfg.loss.simultaneous
+    simultaneous, generator_updates = cfg.loss.simultaneous, cfg.loss.generator_updates
     distribution = cfg.model.latent_distribution
 
     def cond(labels: jax.Array | None) -> tuple:
@@ -300,20 +300,27 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
                                           (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
         it, d_params = (0, state.critic.params) if simultaneous else (n_critic, d.params)
         keys = _example_keys(state.key, state.step, it, index)
-        if not simultaneous:
-            given, g_vjp = g_forward(g, keys)
-        fake, (fake_labels, g_stats) = given
 
-        def g_loss_fn(fake):
-            ctx = context(nets.critic, d_params, d.batch_stats, keys, real[-1], real_labels[-1], fake, fake_labels)
-            ctx.fake_output()  # batch statistics: fake, then real if a term reads it
-            loss, aux = objectives.total(generator_terms, ctx)
-            return loss, (ctx.batch_stats, aux)
+        def g_update(g: TrainState, d: TrainState, given, g_vjp):
+            fake, (fake_labels, g_stats) = given
 
-        (_, (d_stats, g_metrics)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-        (grads,) = g_vjp(fake_grad)
-        g = g.apply_gradients(gan.generator_tx, lax.pmean(grads, AXIS), g_stats).update_ema(cfg.ema_decay)
-        d = d.replace(batch_stats=d_stats)
+            def g_loss_fn(fake):
+                ctx = context(nets.critic, d_params, d.batch_stats, keys, real[-1], real_labels[-1], fake, fake_labels)
+                ctx.fake_output()  # batch statistics: fake, then real if a term reads it
+                loss, aux = objectives.total(generator_terms, ctx)
+                return loss, (ctx.batch_stats, aux)
+
+            (_, (d_stats, g_metrics)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+            (grads,) = g_vjp(fake_grad)
+            return (g.apply_gradients(gan.generator_tx, lax.pmean(grads, AXIS), g_stats),
+                    d.replace(batch_stats=d_stats), g_metrics)
+
+        # Every generator update draws the same codes (the same keys) at G's newest parameters; metrics: the last.
+        for u in range(generator_updates):
+            if u or not simultaneous:
+                given, g_vjp = g_forward(g, keys)
+            g, d, g_metrics = g_update(g, d, given, g_vjp)
+        g = g.update_ema(cfg.ema_decay)
         metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()}
         metrics |= {k: lax.pmean(v, AXIS) for k, v in g_metrics.items()}
         return GANState(step=state.step + 1, key=state.key, generator=g, critic=d), metrics

@@ -2,9 +2,8 @@
 PacGAN's sizes, its per-slot generator batch norm and TF 'SAME' geometry, the U(−1, 1) prior, and two training steps
 of every variant on tiny MNIST files in the original format."""
 import functools
-import json
-import gzip
 import importlib
+import json
 
 import chex
 import jax
@@ -19,6 +18,7 @@ from gan_jax.models import build_critic, build_generator
 from gan_jax.models.dcgan_tf import KERNEL, DCGANTFDiscriminator, DCGANTFGenerator
 from gan_jax.models.layers import ConvTranspose
 from gan_jax.models.metz import same_transpose_padding
+from tests import fake_data
 
 stacked_mnist = importlib.import_module("experiments.stacked_mnist")
 ONE_DEVICE = jax.devices()[:1]
@@ -140,25 +140,17 @@ def test_variants_follow_pacgans_code():
         assert (c.model.pack, c.batch_size, c.model.critic["channels"]) == (pack, 64 * pack, 3 * pack)
         assert (c.steps, c.eval_every, c.checkpoint_every, c.eval.num_samples) == (100_000, 2_000, 1_000, 26_000)
         assert (c.data.num_train, c.data.train_split, c.model.latent_dim) == (128_000, "train+test", 100)
+        assert (c.model.latent_distribution, c.loss.name, c.loss.generator_updates) == ("uniform", "non_saturating", 2)
     with pytest.raises(ValueError, match=r"unknown variant 'pacdcgan5'; allowed: \['dcgan', 'pacdcgan2'"):
         stacked_mnist.get_config("pacdcgan5")
 
 
-def _idx(array: np.ndarray) -> bytes:
-    """An idx file: magic 0x0000 08 <ndim>, big-endian dims, then the uint8 values."""
-    return bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape) + array.tobytes()
-
-
 @pytest.fixture(scope="module")
 def mnist_dirs(tmp_path_factory) -> tuple[str, str]:
-    """(manual_dir, data_dir): tiny MNIST under its four original names (gzipped idx), 40 train and 8 test images
-    of random strokes, and the TFDS build of it (unverified: the files are deliberately not the published ones)."""
+    """(manual_dir, data_dir): tiny fake MNIST under its four original names (40 train, 8 test images) and the
+    TFDS build of it (unverified: the files are deliberately not the published ones)."""
     root = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 40), ("t10k", 8)):
-        images = (rng.random((n, 28, 28)) < 0.2).astype(np.uint8) * 255
-        (root / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(images)))
-        (root / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(rng.integers(0, 10, n, np.uint8))))
+    fake_data.write_originals(root, "mnist", 40, 8)
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     data.prepare("stacked_mnist", data_dir, str(root), verify=False)
     return str(root), data_dir

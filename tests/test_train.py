@@ -334,3 +334,35 @@ def test_dropout_masks_are_the_same_on_one_and_two_devices():
     assert max_abs_diff(one, two) < 1e-5
     # The dropout is on: without it the losses differ.
     assert max_abs_diff(one, goodfellow_losses(1, dropout=False)) > 1e-2
+
+
+def test_generator_updates_repeat_the_generator_step_on_the_same_codes():
+    """loss.generator_updates=2 (carpedm20/DCGAN-tensorflow's "run g_optim twice"): with the critic frozen, one
+    step equals a step with one generator update followed by another from its state at the same step count
+    (hence the same codes)."""
+    sgd = lambda lr: dict(name="sgd", learning_rate=lr)  # noqa: E731
+    frozen = {"optim.critic": sgd(1e-30), "optim.generator": sgd(0.1)}  # 1e-30: the critic stays put
+    steps = {}
+    for updates in (1, 2):
+        gan = train.build(tiny_config("gan", **frozen, **{"loss.generator_updates": updates}))
+        steps[updates] = parallel.parallelize(train.make_train_step(gan), "shard_map",
+                                              parallel.make_mesh(jax.devices()[:1]))
+    config = tiny_config("gan", **frozen)
+    state0 = jax.device_get(train.init_state(train.build(config), jax.random.key(0), (2,)))
+    (batch,) = host_batches(config, 1)
+
+    def run(updates, state):
+        step = steps[updates]
+        state = jax.tree.map(lambda x: x.copy(), state)  # the step donates its input (the PRNG key is a jax.Array)
+        return jax.device_get(step(step.put_state(state), step.put_batch(batch))[0])
+
+    twice = run(2, state0)
+    once = run(1, state0)
+    again = run(1, once.replace(step=state0.step))
+    assert max_abs_diff(twice.generator.params, again.generator.params) < 1e-8
+    assert max_abs_diff(twice.generator.params, once.generator.params) > 1e-5  # the second update moved G
+    assert max_abs_diff(twice.critic.params, state0.critic.params) < 1e-20  # frozen (zero biases move by ~1e-32)
+    with pytest.raises(ValueError, match="generator_updates must be an integer >= 1, got 0"):
+        config_lib.validate(tiny_config("gan", **{"loss.generator_updates": 0}))
+    with pytest.raises(ValueError, match="simultaneous=True takes one generator update per step; got generator_up"):
+        config_lib.validate(tiny_config("gan", **{"loss.simultaneous": True, "loss.generator_updates": 2}))
