@@ -1,6 +1,6 @@
 """The VAE task: the closed-form KL against Monte Carlo, the Bernoulli likelihood against its formula, shapes,
-a bf16 step, validation, and on the one loop: a run and its relaunch with more steps (equal to one straight run), a refused
-workdir of another config, restoring the decoder, SIGKILL then resume, and 1 vs 2 devices."""
+a bf16 step, validation, and on the one loop: a run and its relaunch with more steps (equal to one straight
+run), a refused workdir of another config, restoring the decoder, SIGKILL then resume, and 1 vs 2 devices."""
 import json
 
 import chex
@@ -64,8 +64,9 @@ def test_shapes_and_bounds():
 
 
 def test_bf16_step_keeps_float32_state_and_elbo_close_to_f32():
-    """model.dtype="bfloat16": the step's ELBO is float32, finite and within 1 % of the float32 net's (same
-    initial parameters, batch and noise; measured 0.02 %), and the parameters and Adam moments stay float32."""
+    """model.dtype="bfloat16": the step's ELBO is float32, finite and within 0.1 % of the float32 net's (same
+    initial parameters, batch and noise; measured 4e-6, the per-pixel bf16 errors average out over the sum), and
+    the parameters and Adam moments stay float32."""
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)), jnp.float32)
     elbo = {}
     for dtype in ("float32", "bfloat16"):
@@ -73,10 +74,11 @@ def test_bf16_step_keeps_float32_state_and_elbo_close_to_f32():
         step = parallel.parallelize(task.train_step, mesh=parallel.make_mesh(ONE_DEVICE), batch_axis=task.batch_axis)
         state, metrics = step(step.put_state(jax.jit(task.init)(jax.random.key(0), {"image": x})),
                               step.put_batch({"image": x}))
-        assert {a.dtype for a in jax.tree.leaves(step.get_state(state).vae)} == {jnp.dtype(jnp.float32)}
+        leaves = jax.tree.leaves(step.get_state(state).vae)  # Adam's step count aside
+        assert {a.dtype for a in leaves if jnp.issubdtype(a.dtype, jnp.inexact)} == {jnp.dtype(jnp.float32)}
         elbo[dtype] = jax.device_get(metrics["elbo"])
     assert elbo["bfloat16"].dtype == np.float32 and np.isfinite(elbo["bfloat16"]) and elbo["bfloat16"] < 0
-    np.testing.assert_allclose(elbo["bfloat16"], elbo["float32"], rtol=0.01)
+    np.testing.assert_allclose(elbo["bfloat16"], elbo["float32"], rtol=1e-3)
 
 
 @pytest.mark.parametrize("field, value, message", [

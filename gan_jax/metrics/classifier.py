@@ -27,8 +27,8 @@ import numpy as np
 from flax import linen as nn
 
 from gan_jax import runs
-from gan_jax.models import DTYPES
 from gan_jax.metrics.batching import batched_apply
+from gan_jax.models import DTYPES
 
 DATASETS = ("mnist", "fashion_mnist")
 IMAGE_SHAPE = (28, 28, 1)

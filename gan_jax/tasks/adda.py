@@ -108,8 +108,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                          f"{config.source_steps} + {config.adapt_steps} = {config.source_steps + config.adapt_steps}")
     if len(config.model.channels) != 2 or not all(isinstance(ch, int) and ch >= 1 for ch in config.model.channels):
         raise ValueError(f"config.model.channels must be two integers >= 1, got {config.model.channels!r}")
-    if config.model.dtype not in models.DTYPES:
-        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
+    base.check_dtype(config)
     for who in ("source", "target", "discriminator"):
         config_lib.make_optimizer(config.optim[who], f"config.optim.{who}", _updates(config, who))
     base.check_batch_split(config, num_devices)

@@ -63,6 +63,13 @@ def check_ints(config: ml_collections.ConfigDict, fields: tuple[str, ...], minim
             raise ValueError(f"config.{field} must be an integer >= {minimum}, got {v!r}")
 
 
+def check_dtype(config: ml_collections.ConfigDict) -> None:
+    """Refuse a `config.model.dtype` that is not a compute dtype of `gan_jax.models.DTYPES`, naming the allowed ones."""
+    from gan_jax import models
+    if config.model.dtype not in models.DTYPES:
+        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
+
+
 def check_batch_split(config: ml_collections.ConfigDict, num_devices: int) -> None:
     """Raise ValueError unless the global batch splits evenly over `num_devices`."""
     if config.batch_size % num_devices:

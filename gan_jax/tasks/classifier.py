@@ -22,7 +22,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from gan_jax import config as config_lib, models, optim
+from gan_jax import config as config_lib, optim
 from gan_jax.data import InMemorySource, Pipeline, paired
 from gan_jax.metrics import classifier
 from gan_jax.parallel import AXIS, example_index
@@ -56,8 +56,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         raise ValueError(f"config.model.channels must be one or more integers >= 1, got {channels!r}")
     if len(dropout) != 2 or not all(0.0 <= r < 1.0 for r in dropout):
         raise ValueError(f"config.model.dropout must be two rates in [0, 1), got {dropout!r}")
-    if config.model.dtype not in models.DTYPES:
-        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
+    base.check_dtype(config)
     if not config.optim.learning_rate > 0:
         raise ValueError(f"config.optim.learning_rate must be > 0, got {config.optim.learning_rate!r}")
     base.check_batch_split(config, num_devices)

@@ -93,7 +93,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
           and all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in features),
           f"config.model.unet_features must be two or more integers >= 1 (channels of the encoder blocks), "
           f"got {features!r}")
-    check(m.dtype in models.DTYPES, f"unknown config.model.dtype {m.dtype!r}; allowed: {sorted(models.DTYPES)}")
+    base.check_dtype(config)
     check(isinstance(m.dropout, (int, float)) and 0.0 <= m.dropout < 1.0,
           f"config.model.dropout must be in [0, 1), got {m.dropout!r}")
     base.check_ints(config, ("model.dropout_blocks", "model.d_layers", "data.num_train", "eval.num_test"), 0)

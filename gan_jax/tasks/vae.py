@@ -55,8 +55,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     base.check_ints(config, ("model.latent_dim", "model.hidden", "eval.num_samples", "eval.batch_size"))
     if len(config.model.channels) != 2 or not all(isinstance(ch, int) and ch >= 1 for ch in config.model.channels):
         raise ValueError(f"config.model.channels must be two integers >= 1, got {config.model.channels!r}")
-    if config.model.dtype not in models.DTYPES:
-        raise ValueError(f"unknown config.model.dtype {config.model.dtype!r}; allowed: {sorted(models.DTYPES)}")
+    base.check_dtype(config)
     if config.eval.parzen and config.data.name != "mnist":
         raise ValueError(f"config.eval.parzen follows Goodfellow et al.'s MNIST protocol; allowed only with "
                          f"config.data.name='mnist', got {config.data.name!r}")
