@@ -297,16 +297,16 @@ def make_optimizer(spec: ml_collections.ConfigDict | dict, where: str = "optimiz
 def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Fields whose values differ between two flattened configs, ignoring RESUMABLE_FIELDS.
 
-    A field of the task's schema that `saved` lacks (a checkpoint written before the field existed) counts
+    A field of `base_config` that `saved` lacks (a checkpoint written before the field existed) counts
     as its default there, and so does an architecture option (model.generator.* / model.critic.*) at the
-    default of the network the checkpoint names."""
-    from gan_jax import models, tasks
+    default of the network the checkpoint names. The other tasks' schemas share those fields' defaults."""
+    from gan_jax import models
 
     def relevant(k: str) -> bool:
         return not any(k == f or k.startswith(f + ".") for f in RESUMABLE_FIELDS)
     def json_form(x):  # as the checkpoint stores it
         return json.loads(json.dumps(x, default=str))
-    defaults = json_form(flatten(tasks.module(current.get("task", "gan")).schema()))
+    defaults = json_form(flatten(base_config()))
     saved = {**{k: v for k, v in defaults.items() if k in current}, **saved}
     for kind in ("generator", "critic"):
         spec, now = saved.get(f"model.{kind}"), current.get(f"model.{kind}")

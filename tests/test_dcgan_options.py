@@ -46,7 +46,8 @@ def _config(data_dir, **critic):
     return config
 
 
-@pytest.mark.parametrize("critic", [dict(virtual_batch_norm=4), dict(minibatch_discrimination=5)])
+@pytest.mark.parametrize("critic", [dict(virtual_batch_norm=4),
+                                    pytest.param(dict(minibatch_discrimination=5), marks=pytest.mark.slow)])
 def test_train_step_with_salimans_options_on_two_devices_equals_one(data_dir, critic):
     config = _config(data_dir, **critic)
     gan = train.build(config)

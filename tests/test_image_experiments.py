@@ -43,7 +43,8 @@ def test_every_image_config_is_tested():
 
 
 # Packed Stacked MNIST trains in tests/test_stacked_mnist_config.py.
-@pytest.mark.parametrize("name", IMAGE_CONFIGS + ["acgan_mnist:fake_class", "stacked_mnist_metz:pacdcgan2_half"])
+@pytest.mark.parametrize("name", IMAGE_CONFIGS + ["acgan_mnist:fake_class",
+                                          pytest.param("stacked_mnist_metz:pacdcgan2_half", marks=pytest.mark.slow)])
 def test_one_training_step(name, data_dir, tmp_path):
     name, _, variant = name.partition(":")
     config = small(importlib.import_module(f"experiments.{name}").get_config(variant), data_dir)

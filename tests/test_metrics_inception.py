@@ -57,6 +57,7 @@ def test_the_state_dict_has_pytorch_fids_94_conv_blocks_and_fc(weights_file):
     assert state["fc.weight"].shape == (1008, 2048) and state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
 
 
+@pytest.mark.slow  # ~10 s; tests/test_inception_reference.py runs the full forward against pytorch-fid in CI
 def test_forward_from_a_weights_file_gives_pool3_and_1008_logits(weights_file):
     network = features.inception_v3_features(weights_file[0])
     images = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1), minval=-1, maxval=1)  # grey, tiled to RGB

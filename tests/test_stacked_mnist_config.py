@@ -156,9 +156,9 @@ def mnist_dirs(tmp_path_factory) -> tuple[str, str]:
     return str(root), data_dir
 
 
-# pack 1 and an odd pack in the CI suite; 2 and 4 run the same code (~15 s each on 2 cores).
-@pytest.mark.parametrize("variant", ["dcgan", "pacdcgan3", pytest.param("pacdcgan2", marks=pytest.mark.slow),
-                                     pytest.param("pacdcgan4", marks=pytest.mark.slow)])
+# An odd pack in the CI suite (dcgan: tests/test_image_experiments.py); the others run the same code (~15 s each).
+@pytest.mark.parametrize("variant", ["pacdcgan3", *(pytest.param(v, marks=pytest.mark.slow)
+                                                   for v in ("dcgan", "pacdcgan2", "pacdcgan4"))])
 def test_two_training_steps(variant, mnist_dirs, tmp_path):
     c = stacked_mnist.get_config(variant)
     c.data.manual_dir, c.data.data_dir = mnist_dirs
