@@ -7,9 +7,13 @@ traceback would only bury it. Anything else is unexpected and keeps its tracebac
 from __future__ import annotations
 
 import errno
+import os
+import sys
+from typing import Callable, TypeVar
 
 from gan_jax import checkpoint, workdir
 
+T = TypeVar("T")
 USER_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
                errno.EISDIR)
 
@@ -29,3 +33,16 @@ def user_message(exc: BaseException) -> str | None:
         return f"{what}{where}; the last checkpoint and the logs before it are intact: free space or fix the path, " \
                "then relaunch to resume" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"{what}{where}"
     return None
+
+
+def call_reporting_user_errors(call: Callable[[], T], verbose: bool) -> tuple[bool, T | None]:
+    """(True, call()) or, for a user error, (False, None) after writing `error: <message>` to stderr; unexpected
+    errors, and every error when `verbose` or $GAN_JAX_VERBOSE, keep their traceback."""
+    try:
+        return True, call()
+    except Exception as e:
+        message = user_message(e)
+        if message is None or verbose or os.environ.get("GAN_JAX_VERBOSE"):
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        return False, None

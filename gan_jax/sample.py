@@ -69,14 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     from absl import logging
     logging.set_verbosity("error")   # orbax notes every read-only checkpoint folder at warning level
-    try:
-        write_samples(args.workdir, args.out, args.num, args.seed, args.labels, args.truncation)
-    except Exception as e:  # a user error in one line; anything else with its traceback
-        from gan_jax.errors import user_message
-        message = user_message(e)
-        if message is None or args.verbose or os.environ.get("GAN_JAX_VERBOSE"):
-            raise
-        sys.stderr.write(f"error: {message}\n")
+    from gan_jax.errors import call_reporting_user_errors
+    ok, _ = call_reporting_user_errors(
+        lambda: write_samples(args.workdir, args.out, args.num, args.seed, args.labels, args.truncation), args.verbose)
+    if not ok:
         return 2
     print(f"wrote {args.num} samples to {args.out}")
     return 0

@@ -56,14 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the traceback of user errors too (also: GAN_JAX_VERBOSE=1)")
     args = p.parse_args(argv)
-    try:
-        count = convert(args.pth, args.npz)
-    except Exception as e:  # a user error in one line; anything else with its traceback
-        from gan_jax.errors import user_message
-        message = user_message(e)
-        if message is None or args.verbose or os.environ.get("GAN_JAX_VERBOSE"):
-            raise
-        sys.stderr.write(f"error: {message}\n")
+    from gan_jax.errors import call_reporting_user_errors
+    ok, count = call_reporting_user_errors(lambda: convert(args.pth, args.npz), args.verbose)
+    if not ok:
         return 2
     print(f"wrote the {count} arrays of the FID InceptionV3 to {args.npz}; use it with "
           f"--config.eval.features=inception --config.eval.inception_weights={args.npz}")
