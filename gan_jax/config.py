@@ -23,10 +23,11 @@ FREE_FORM = ("model.generator", "model.critic", "optim.generator", "optim.critic
              "optim.source", "optim.target")
 # Fields that may change between a run and its resumption (they do not change the trajectory).
 RESUMABLE_FIELDS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "eval_every",
-                    "max_abs_loss",
+                    "max_abs_loss", "steps_per_call",
                     "eval", "data.data_dir", "data.manual_dir", "adapt_steps")
 # Top-level fields that must be integers >= 1 in every task.
-POSITIVE_FIELDS = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every")
+POSITIVE_FIELDS = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every",
+                   "steps_per_call")
 
 
 def common_config(task: str) -> ml_collections.ConfigDict:
@@ -46,6 +47,9 @@ def common_config(task: str) -> ml_collections.ConfigDict:
     # 0: only at the end). It reads the state and leaves the trajectory unchanged.
     c.eval_every = 0
     c.parallel = "shard_map"
+    # Train steps per compiled call (a `lax.scan` over that many batches): fewer dispatches for small models,
+    # the same trajectory. Calls end early at every checkpoint, sample and eval step.
+    c.steps_per_call = 1
     # The divergence guard: a logged loss of larger magnitude stops the run like a NaN does.
     c.max_abs_loss = 1e10
     return c

@@ -1,6 +1,6 @@
 """The one training loop: `train_and_evaluate(config, workdir)` runs any task of `gan_jax.tasks`.
 
-It builds the task and its compiled data-parallel step, restores the latest checkpoint of the workdir
+It builds the task and its compiled data-parallel step (`config.steps_per_call` steps per call), restores the latest checkpoint of the workdir
 (refusing one of another config), trains with checkpoints every `checkpoint_every` steps, at the end and on
 SIGTERM/SIGINT, logs metrics (metrics.jsonl, TensorBoard, a progress bar), draws the task's visuals every
 `sample_every` steps, evaluates every `eval_every` steps, stops at the first non-finite metric or parameter
@@ -14,11 +14,12 @@ import json
 import numbers
 import os
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
 import numpy as np
+from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gan_jax import checkpoint, config as config_lib, parallel, state as state_lib, tasks, visualize, writers
@@ -70,6 +71,32 @@ def checked_step(train_step: Callable) -> Callable:
     return step
 
 
+def scanned_step(train_step: Callable) -> Callable:
+    """`train_step` over a stack of batches (leading axis: steps) in one compiled call; the metrics gain the
+    same leading axis."""
+    return lambda state, batches: lax.scan(train_step, state, batches)
+
+
+def call_ends(start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
+    """The step reached by each compiled call from `start`: at most `config.steps_per_call` steps, ending at
+    every checkpoint, sample and eval step and at `config.steps`, so no call runs past where the loop acts."""
+    periods = [config.checkpoint_every, config.sample_every] + ([config.eval_every] if config.eval_every else [])
+    step = start
+    while step < config.steps:
+        step = min([step + config.steps_per_call, config.steps] + [(step // p + 1) * p for p in periods])
+        yield step
+
+
+def stacked_batches(batch_fn: Callable[[int], dict], start: int, config: ml_collections.ConfigDict
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    """The host batches of each compiled call from `start`, stacked on a new leading axis."""
+    first = start
+    for end in call_ends(start, config):
+        steps = [checked_batch(s, batch_fn(s)) for s in range(first, end)]
+        yield {name: np.stack([b[name] for b in steps]) for name in steps[0]}
+        first = end
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices: list | None = None,
                        overwrite: bool = False) -> dict[str, Any]:
     """Train (or resume) the experiment `config` in `workdir` on `devices` (default: all); returns the
@@ -92,7 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices:
 def _train(config: ml_collections.ConfigDict, task: tasks.Task, mesh, workdir: str) -> dict[str, Any]:
     is_chief = jax.process_index() == 0
     batch_fn = task.batches(jax.process_index(), jax.process_count())
-    step_fn = parallel.parallelize(checked_step(task.train_step), config.parallel, mesh, batch_axis=task.batch_axis)
+    step_fn = parallel.parallelize(scanned_step(checked_step(task.train_step)), config.parallel, mesh,
+                                   batch_axis=task.batch_axis + 1)
 
     ckpt = checkpoint.Checkpointer(workdir, config)
     ckpt.check_config()
@@ -119,17 +147,17 @@ def _train(config: ml_collections.ConfigDict, task: tasks.Task, mesh, workdir: s
     guard = Guard(config)
     device_state = step_fn.put_state(state)
     del state
-    pending: list[tuple[int, dict]] = []
+    pending: list[tuple[int, int, dict]] = []
     stop = _StopRequested()
     step = start
-    batches = prefetch_in_background((checked_batch(s, batch_fn(s)) for s in range(start, config.steps)), 2)
+    batches = prefetch_in_background(stacked_batches(batch_fn, start, config), 2)
     try:
         with stop.installed():
-            while step < config.steps:
+            for end in call_ends(start, config):
                 device_state, metrics = step_fn(device_state, step_fn.put_batch(next(batches)))
-                step += 1
-                pending.append((step, metrics))
-                sync = step % sync_every == 0
+                pending.append((step, end, metrics))
+                sync = end // sync_every > step // sync_every
+                step = end
                 # Read the flag once (a signal landing between two reads would skip the save yet stop); with
                 # several processes, stop only where all have agreed, at a step every process reaches.
                 signum = agree_on_stop(stop.signum, sync)
@@ -237,22 +265,25 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
-def _check_and_log(pending: list[tuple[int, dict]], writer: writers.MetricWriter, progress: writers.Progress,
+def _check_and_log(pending: list[tuple[int, int, dict]], writer: writers.MetricWriter, progress: writers.Progress,
                    log_every: int, guard: Guard) -> None:
-    """Fetch the pending steps' metrics (this waits for them), stop on a non-finite one, log."""
-    fetched = jax.device_get([m for _, m in pending])
-    for (step, _), m in zip(pending, fetched):
-        m = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
-        parts = {k.split("/", 1)[1]: m.pop(k) for k in [k for k in m if k.startswith(FINITE + "/")]}
-        bad = sorted(k for k, v in m.items() if not np.isfinite(v)) + [f"{k} state" for k, ok in parts.items() if not ok]
-        if bad:
-            raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step} ({m}); stopped without "
-                                     "saving: the last checkpoint is the last good state")
-        guard.check(step, m)
-        if step % log_every == 0:
-            writer.write(step, m)
-        last = m
-    progress.update(pending[-1][0], last)
+    """Fetch the pending calls' metrics (this waits for them), stop on a non-finite one, log each step's."""
+    fetched = jax.device_get([m for _, _, m in pending])
+    for (first, end, _), stacked in zip(pending, fetched):
+        # [steps] per metric, or [local devices, steps] under pmap: every device holds the same values.
+        stacked = {k: np.asarray(v).reshape(-1, end - first)[0] for k, v in stacked.items()}
+        for i, step in enumerate(range(first + 1, end + 1)):
+            m = {k: float(v[i]) for k, v in stacked.items()}
+            parts = {k.split("/", 1)[1]: m.pop(k) for k in [k for k in m if k.startswith(FINITE + "/")]}
+            bad = sorted(k for k, v in m.items() if not np.isfinite(v)) + [f"{k} state" for k, ok in parts.items()
+                                                                           if not ok]
+            if bad:
+                raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step} ({m}); stopped without "
+                                         "saving: the last checkpoint is the last good state")
+            guard.check(step, m)
+            if step % log_every == 0:
+                writer.write(step, m)
+    progress.update(pending[-1][1], m)
 
 
 def _draw(task: tasks.Task, state: Any, workdir: str, writer: writers.MetricWriter, step: int) -> None:

@@ -110,7 +110,9 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     step_at_kill, _ = _final_state(tmp_path / "killed", config)
     assert 10 <= step_at_kill < 60  # the kill landed mid-run
 
-    rc, out, err = _run(tmp_path / "killed")
+    # The resumed leg takes 7 steps per compiled call: calls that end early at every checkpoint and sample step
+    # must leave the trajectory and the logs exactly as single steps do.
+    rc, out, err = _run(tmp_path / "killed", "--config.steps_per_call=7")
     assert rc == 0, err[-3000:]
     assert f"resumed from the checkpoint at step {step_at_kill}" in out
 
@@ -169,6 +171,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     state = ck.restore(abstract)
     ck.close()
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves((state.critic.params, state.generator.params)))
+
+
+def test_compiled_calls_end_at_every_checkpoint_sample_and_eval_step():
+    c = tiny_config("gan", steps=23, steps_per_call=5, checkpoint_every=7, sample_every=10, eval_every=0)
+    assert list(loop.call_ends(0, c)) == [5, 7, 10, 14, 19, 20, 21, 23]
+    assert list(loop.call_ends(21, c)) == [23]
+    c.eval_every, c.steps_per_call = 4, 100
+    assert list(loop.call_ends(0, c)) == [4, 7, 8, 10, 12, 14, 16, 20, 21, 23]
 
 
 def test_workdir_of_another_config_or_of_a_later_step_is_refused(tmp_path):
@@ -377,8 +387,9 @@ def test_every_network_option_is_settable_from_the_command_line():
 
 
 def test_loop_under_pmap_on_two_devices_logs_what_shard_map_on_one_logs(tmp_path):
-    for mode, devices in (("shard_map", jax.devices()[:1]), ("pmap", jax.devices()[:2])):
-        loop.train_and_evaluate(tiny_config("gan", parallel=mode, steps=3), str(tmp_path / mode), devices=devices)
+    for mode, devices, per_call in (("shard_map", jax.devices()[:1], 1), ("pmap", jax.devices()[:2], 2)):
+        loop.train_and_evaluate(tiny_config("gan", parallel=mode, steps=3, steps_per_call=per_call), str(tmp_path / mode),
+                                devices=devices)
     for a, b in zip(_metrics(tmp_path / "shard_map"), _metrics(tmp_path / "pmap")):
         assert a.keys() == b.keys() and a["step"] == b["step"]
         np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-5, atol=1e-6)
