@@ -137,3 +137,20 @@ def test_write_docs_command_takes_no_table_and_no_training_flags():
         p = subprocess.run([sys.executable, "-m", "gan_jax.reproduce", "--write-docs", *extra], capture_output=True,
                            text=True, cwd=ROOT, timeout=300)
         assert p.returncode != 0 and message in p.stderr, p.stderr[-2000:]
+
+
+def test_a_group_read_with_recomputed_batch_statistics_reports_those_numbers_and_says_so():
+    table = paper_tables.get_table("mixture_ring")
+    files = [f"pacgan2_simultaneous_pacganbn_seed{s}_400k.json" for s in range(4)]
+    runs = [json.load(open(os.path.join(ROOT, "results", "mixture_ring", f))) for f in files]
+    precise = reproduce.pool(ROOT, table, {"files": files, "evaluation": reproduce.PRECISE_BN_KEY})
+    assert [r["reverse_kl"] for r in precise["results"]["PacGAN2"]] == [
+        run[reproduce.PRECISE_BN_KEY]["PacGAN2"][0]["reverse_kl"] for run in runs]
+    running = reproduce.pool(ROOT, table, {"files": files})
+    assert running["results"]["PacGAN2"] != precise["results"]["PacGAN2"] and "curves" not in precise
+    assert "recomputed at the evaluated parameters" in reproduce._run_facts(precise)
+    assert "recomputed" not in reproduce._run_facts(running)
+    with pytest.raises(ValueError, match="lack the precise_bn results"):
+        reproduce.pool(ROOT, table, {"files": ["pacgan2_seed0_400k.json"], "evaluation": "precise_bn"})
+    with pytest.raises(ValueError, match="unknown evaluation 'ema'.*allowed: \\['precise_bn'\\]"):
+        reproduce.pool(ROOT, table, {"files": files, "evaluation": "ema"})
