@@ -187,7 +187,11 @@ def base_config() -> ml_collections.ConfigDict:
         simultaneous=False,
         # generator_updates: G's updates per step after the critic's, each on the same codes at G's newest
         # parameters (carpedm20/DCGAN-tensorflow, and PacGAN's Stacked-MNIST code built on it, "run g_optim twice").
-        generator_updates=1))
+        generator_updates=1,
+        # reuse_critic_codes: G's updates draw the codes of the critic's last update instead of fresh ones (so, with
+        # G unchanged since, the very samples that update saw), as carpedm20/DCGAN-tensorflow feeds one batch_z to
+        # both steps; alternating updates only (simultaneous ones always reuse the critic's samples).
+        reuse_critic_codes=False))
     # Optimizers: `name` plus the keyword options of `gan_jax.optim.make_optimizer` (weight_clip: WGAN).
     opt = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim = ml_collections.ConfigDict(dict(generator=ml_collections.ConfigDict(opt),
@@ -260,6 +264,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
              f"config.loss.generator_updates must be an integer >= 1, got {v!r}")
     _require(not config.loss.simultaneous or v == 1,
              f"config.loss.simultaneous=True takes one generator update per step; got generator_updates={v}")
+    _require(not (config.loss.simultaneous and config.loss.reuse_critic_codes),
+             "config.loss.reuse_critic_codes=True is for alternating updates; simultaneous=True already reuses the "
+             "critic's samples")
     _require(not config.loss.simultaneous or config.loss.n_critic == 1,
              f"config.loss.simultaneous=True takes one critic step per generator step; got n_critic={config.loss.n_critic}")
     _require(0.0 <= config.ema_decay < 1.0, f"config.ema_decay must be in [0, 1), got {config.ema_decay!r}")

@@ -298,7 +298,9 @@ def make_train_step(gan: GAN, unroll_critic: bool = False) -> Callable[[GANState
         (g, d), critic_metrics = lax.scan(functools.partial(critic_update, nets, state, index, given),
                                           (state.generator, state.critic),
                                           (real, real_labels, jnp.arange(n_critic)), unroll=bool(unroll_critic))
-        it, d_params = (0, state.critic.params) if simultaneous else (n_critic, d.params)
+        # G's codes: the critic's (simultaneous; loss.reuse_critic_codes: its last update's) or fresh ones.
+        it = 0 if simultaneous else n_critic - 1 if cfg.loss.reuse_critic_codes else n_critic
+        d_params = state.critic.params if simultaneous else d.params
         keys = _example_keys(state.key, state.step, it, index)
 
         def g_update(g: TrainState, d: TrainState, given, g_vjp):

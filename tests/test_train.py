@@ -336,6 +336,30 @@ def test_dropout_masks_are_the_same_on_one_and_two_devices():
     assert max_abs_diff(one, goodfellow_losses(1, dropout=False)) > 1e-2
 
 
+def test_reused_critic_codes_give_the_generator_the_samples_the_critic_just_saw():
+    """loss.reuse_critic_codes (one batch_z for D's and G's steps, carpedm20/DCGAN-tensorflow): with the critic
+    frozen, an alternating step on the critic's codes equals a simultaneous step (G on the critic's samples, at the
+    critic before its step), and differs from one on fresh codes."""
+    sgd = lambda lr: dict(name="sgd", learning_rate=lr)  # noqa: E731
+    frozen = {"optim.critic": sgd(1e-30), "optim.generator": sgd(0.1)}
+    config = tiny_config("gan", **frozen)
+    state0 = jax.device_get(train.init_state(train.build(config), jax.random.key(0), (2,)))
+    (batch,) = host_batches(config, 1)
+
+    def generator_after_one_step(**fields):
+        step = parallel.parallelize(train.make_train_step(train.build(tiny_config("gan", **frozen, **fields))),
+                                    "shard_map", parallel.make_mesh(jax.devices()[:1]))
+        state = jax.tree.map(lambda x: x.copy(), state0)  # the step donates its input
+        return jax.device_get(step(step.put_state(state), step.put_batch(batch))[0]).generator.params
+
+    reused = generator_after_one_step(**{"loss.reuse_critic_codes": True})
+    assert max_abs_diff(reused, generator_after_one_step(**{"loss.simultaneous": True})) < 1e-7
+    moved = max_abs_diff(reused, state0.generator.params)
+    assert max_abs_diff(reused, generator_after_one_step()) > 0.1 * moved > 0   # other codes, another step
+    with pytest.raises(ValueError, match="reuse_critic_codes=True is for alternating updates; simultaneous=True"):
+        config_lib.validate(tiny_config("gan", **{"loss.simultaneous": True, "loss.reuse_critic_codes": True}))
+
+
 def test_generator_updates_repeat_the_generator_step_on_the_same_codes():
     """loss.generator_updates=2 (carpedm20/DCGAN-tensorflow's "run g_optim twice"): with the critic frozen, one
     step equals a step with one generator update followed by another from its state at the same step count
