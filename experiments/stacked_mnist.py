@@ -18,10 +18,13 @@ pacgan_task.py), built on carpedm20/DCGAN-tensorflow (model.py, ops.py):
 - evaluation (model.py `log_metrics`): after every epoch (eval_every 2,000: the learning curve), 26,000 samples of
   fixed codes, G's running batch statistics, each channel read by an MNIST classifier (PacGAN: a Keras CNN;
   ours: experiments/classifier_mnist.py), modes of 1000 and KL(generated triples ‖ uniform).
-- two generator steps per critic step (model.py: "Run g_optim twice"): loss.generator_updates = 2.
-Differences: the code's two generator steps reuse the critic step's codes; here they share fresh codes (drawn after
-the critic step, as every alternating step here does). Its real images are in [0, 1] (X / 255) for a tanh G; here both are in [−1, 1]. Its G moves the
-batch-norm running averages once per slot and call; here once per step by the slots' mean statistics.
+- two generator steps per critic step on the critic step's codes (model.py: one batch_z feeds D's step and both
+  "Run g_optim twice" steps): loss.generator_updates = 2, loss.reuse_critic_codes = True;
+- real images in [0, 1] (model.py `load_mnist`: X / 255) against G's tanh samples in [−1, 1]: unit_pixels on both
+  nets (gan_jax.models.dcgan_tf), which keeps our [−1, 1] pixels outside the nets.
+Differences: its G moves the batch-norm running averages once per slot and call; here once per critic and generator
+update by the slots' mean statistics. It walks its training set in the same order every epoch; here each epoch is
+shuffled.
 """
 from experiments.images import image_config
 
@@ -47,10 +50,11 @@ def get_config(variant: str = "dcgan"):
     c.model.pack = pack
     c.model.latent_dim = 100
     c.model.latent_distribution = "uniform"
-    c.model.generator = dict(name="dcgan_tf", image_size=28, channels=3)
-    c.model.critic = dict(name="dcgan_tf", image_size=28, channels=3 * pack)
+    c.model.generator = dict(name="dcgan_tf", image_size=28, channels=3, unit_pixels=True)
+    c.model.critic = dict(name="dcgan_tf", image_size=28, channels=3 * pack, unit_pixels=True)
     c.loss.name = "non_saturating"
     c.loss.generator_updates = 2
+    c.loss.reuse_critic_codes = True
     c.optim.generator = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.optim.critic = dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999)
     c.eval.num_samples = 26_000

@@ -80,7 +80,7 @@ def test_config_nets_through_the_registry_and_their_init():
     z = prior.sample_latents(jax.random.key(2), (12, 100), distribution="uniform")
     x, _ = jax.jit(functools.partial(g.apply, train=True, mutable=["batch_stats"]))(gv, z)
     chex.assert_shape(x, (12, 28, 28, 3))
-    assert float(jnp.max(jnp.abs(x))) <= 1.0 and float(jnp.std(x)) > 0
+    assert -3.0 <= float(jnp.min(x)) and float(jnp.max(x)) <= 1.0 and float(jnp.std(x)) > 0  # 2·tanh − 1
     scores, _ = d.apply(dv, x.reshape(4, 3, 28, 28, 3).transpose(0, 2, 3, 1, 4).reshape(4, 28, 28, 9), train=True,
                         mutable=["batch_stats"])
     chex.assert_shape(scores, (4,))
@@ -113,6 +113,23 @@ def test_generator_batch_norm_takes_each_packed_slot_alone():
     assert float(jnp.max(jnp.abs(whole - x))) > 1e-3  # one batch of 6 normalises differently
 
 
+def test_unit_pixels_nets_see_and_make_what_pacgans_code_does():
+    """unit_pixels: D sees real images on the code's [0, 1] scale and G's tanh samples unchanged, while both live
+    in our [−1, 1] pixels outside the nets: G returns 2·tanh − 1, D reads (x + 1) / 2 first."""
+    g, g01 = DCGANTFGenerator(widths=TINY_G), DCGANTFGenerator(widths=TINY_G, unit_pixels=True)
+    d, d01 = DCGANTFDiscriminator(widths=TINY_D), DCGANTFDiscriminator(widths=TINY_D, unit_pixels=True)
+    gv = g.init(jax.random.key(0), jnp.zeros((1, 100)), train=False)
+    dv = d.init(jax.random.key(1), jnp.zeros((1, 28, 28, 3)), train=False)
+    z = prior.sample_latents(jax.random.key(2), (6, 100), distribution="uniform")
+    tanh, ours = (net.apply(gv, z, train=True, mutable=["batch_stats"])[0] for net in (g, g01))
+    chex.assert_trees_all_close(ours, 2.0 * tanh - 1.0, atol=1e-6)
+    real = jax.random.uniform(jax.random.key(3), (6, 28, 28, 3), minval=-1.0, maxval=1.0)   # our pixels
+    for x, code_view in ((real, (real + 1.0) / 2.0), (ours, tanh)):
+        scores, _ = d01.apply(dv, x, train=True, mutable=["batch_stats"])
+        expected, _ = d.apply(dv, code_view, train=True, mutable=["batch_stats"])
+        chex.assert_trees_all_close(scores, expected, atol=1e-5)
+
+
 def test_uniform_prior_range_truncation_and_refusals():
     z = np.asarray(prior.sample_latents(jax.random.key(0), (20_000, 4), distribution="uniform"))
     assert -1.0 <= z.min() < -0.99 and 0.99 < z.max() < 1.0
@@ -141,6 +158,7 @@ def test_variants_follow_pacgans_code():
         assert (c.steps, c.eval_every, c.checkpoint_every, c.eval.num_samples) == (100_000, 2_000, 1_000, 26_000)
         assert (c.data.num_train, c.data.train_split, c.model.latent_dim) == (128_000, "train+test", 100)
         assert (c.model.latent_distribution, c.loss.name, c.loss.generator_updates) == ("uniform", "non_saturating", 2)
+        assert c.loss.reuse_critic_codes and c.model.generator["unit_pixels"] and c.model.critic["unit_pixels"]
     with pytest.raises(ValueError, match=r"unknown variant 'pacdcgan5'; allowed: \['dcgan', 'pacdcgan2'"):
         stacked_mnist.get_config("pacdcgan5")
 
@@ -171,7 +189,7 @@ def test_two_training_steps(variant, mnist_dirs, tmp_path):
     z = run.latents(0, 1000)
     assert z.shape == (1000, 100) and np.abs(z).max() < 1.0 and 0.55 < z.std() < 0.6
     x = run.sample(0, 5)
-    assert x.shape == (5, 28, 28, 3) and np.all(np.isfinite(x)) and np.abs(x).max() <= 1.0
+    assert x.shape == (5, 28, 28, 3) and np.all(np.isfinite(x)) and -3.0 <= x.min() and x.max() <= 1.0
 
 
 def test_the_train_step_and_samples_draw_from_the_configured_prior(tmp_path):

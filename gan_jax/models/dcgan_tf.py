@@ -15,6 +15,12 @@ norm takes each slot's statistics alone (`GroupedBatchNorm` over `pack` groups, 
 critic's batch norm takes each call's batch (real and fake in separate calls). All convolutions are
 gan_jax.models.layers' (``conv_impl``); ``dtype`` is the compute dtype, parameters and batch-norm statistics stay
 float32, images and scores are float32.
+
+``unit_pixels`` (set it on both nets): the code's real images are in [0, 1] (X / 255) while its G ends in tanh, so
+its D tells the two apart by range too. In our [−1, 1] pixels the generator then returns 2·tanh(a) − 1 (its tanh
+read on the [0, 1] scale) and the critic first maps its input by (x + 1) / 2: D sees exactly the code's [0, 1] real
+images and [−1, 1] tanh samples, and every consumer of the samples (metrics, grids) reads them as the code's
+classifier does, on the data's scale.
 """
 from __future__ import annotations
 
@@ -55,12 +61,13 @@ def slot_batch_norm(x: jax.Array, pack: int, train: bool, axis_name: str | None,
 
 
 class DCGANTFGenerator(nn.Module):
-    """z [B, latent] -> images [B, image_size, image_size, channels] in [-1, 1] (float32)."""
+    """z [B, latent] -> images [B, image_size, image_size, channels] in [-1, 1] (float32; [-3, 1] with unit_pixels)."""
 
     image_size: int = 28
     channels: int = 3
     widths: Sequence[int] = (512, 256, 128, 64)
     pack: int = 1
+    unit_pixels: bool = False
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
@@ -78,7 +85,8 @@ class DCGANTFGenerator(nn.Module):
             x = nn.relu(slot_batch_norm(x, self.pack, train, self.bn_axis_name, self.dtype, f"BatchNorm_{i}"))
             pad = same_transpose_padding(n_in, n_out, KERNEL, 2)
             x = ConvTranspose(features, KERNEL, 2, (pad, pad), dtype=self.dtype, impl=self.conv_impl)(x)
-        return jnp.tanh(x.astype(jnp.float32))
+        out = jnp.tanh(x.astype(jnp.float32))
+        return 2.0 * out - 1.0 if self.unit_pixels else out
 
 
 class DCGANTFDiscriminator(nn.Module):
@@ -87,6 +95,7 @@ class DCGANTFDiscriminator(nn.Module):
     image_size: int = 28
     channels: int = 3
     widths: Sequence[int] = (64, 128, 256, 512)
+    unit_pixels: bool = False
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
@@ -97,7 +106,7 @@ class DCGANTFDiscriminator(nn.Module):
         if x.shape[1:] != (self.image_size, self.image_size, self.channels):
             raise ValueError(f"expected images [B, {self.image_size}, {self.image_size}, {self.channels}], "
                              f"got {x.shape}")
-        h = x.astype(self.dtype)
+        h = ((x + 1.0) / 2.0 if self.unit_pixels else x).astype(self.dtype)
         for i, features in enumerate(widths):
             h = Conv(features, KERNEL, 2, "SAME", dtype=self.dtype, kernel_init=CONV_INIT, impl=self.conv_impl)(h)
             if i:
