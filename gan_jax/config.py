@@ -202,7 +202,11 @@ def base_config() -> ml_collections.ConfigDict:
     # features: the network of FID / KID / IS (gan_jax.metrics.features.FEATURE_CHOICES): "classifier", our LeNet
     # saved in classifier_dir (none set: no FID), or "inception", the FID InceptionV3 with the .npz weights
     # inception_weights (python -m gan_jax.metrics.convert_inception makes it from pytorch-fid's .pth).
+    # parzen_*: the Parzen protocol's samples, validation images (MNIST train[50000:50000 + n]) and σ grid
+    # (start, end, count) of logspace exponents; the defaults are goodfeli/adversarial parzen_ll.py's.
     c.eval = ml_collections.ConfigDict(dict(num_samples=2500, classifier_dir="", parzen=False,
+                                            parzen_num_samples=10_000, parzen_num_validation=1_000,
+                                            parzen_sigma_grid=(-1.0, 0.0, 10),
                                             precise_bn_batches=0, features="classifier", inception_weights=""))
     return c
 
@@ -244,6 +248,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
              f"allowed: {list(prior.DISTRIBUTIONS)}")
     v = config.eval.precise_bn_batches
     _require(isinstance(v, int) and v >= 0, f"config.eval.precise_bn_batches must be an integer >= 0 (0: off), got {v!r}")
+    v = config.eval.parzen_num_samples
+    _require(isinstance(v, int) and v >= 1, f"config.eval.parzen_num_samples must be an integer >= 1, got {v!r}")
+    v = config.eval.parzen_num_validation
+    _require(isinstance(v, int) and 1 <= v <= 10_000,
+             f"config.eval.parzen_num_validation must be an integer in 1..10000 (MNIST train[50000:60000]), got {v!r}")
+    grid = config.eval.parzen_sigma_grid
+    _require(isinstance(grid, (tuple, list)) and len(grid) == 3 and isinstance(grid[2], int) and grid[2] >= 1
+             and grid[0] <= grid[1],
+             f"config.eval.parzen_sigma_grid must be (start, end, count): logspace exponents start <= end and an "
+             f"integer count >= 1, got {grid!r}")
     _require(config.loss.name in losses.LOSS_NAMES,
              f"unknown loss {config.loss.name!r}; allowed: {list(losses.LOSS_NAMES)}")
     losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing)

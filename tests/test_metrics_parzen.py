@@ -52,6 +52,10 @@ def test_evaluate_picks_the_best_validation_sigma_and_reports_the_standard_error
 
 def test_goodfellow_grid_and_pixel_scale():
     np.testing.assert_allclose(parzen.GOODFELLOW_SIGMAS, np.logspace(-1, 0, 10))
+    assert parzen.sigma_grid(-2.0, 0.5, 6) == tuple(np.logspace(-2.0, 0.5, 6))
+    for bad in ((0.0, -1.0, 10), (-1.0, 0.0, 0), (-1.0, 0.0, 2.5)):
+        with pytest.raises(ValueError, match="a σ grid is \\(start, end, count\\) with start <= end"):
+            parzen.sigma_grid(*bad)
     np.testing.assert_allclose(parzen.to_unit_interval(jnp.asarray([[[-1.0, 0.0, 1.0]]])), [[0.0, 0.5, 1.0]])
 
 
@@ -62,3 +66,21 @@ def test_bad_inputs_are_rejected():
         parzen.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)), [0.1, 0.0])
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         parzen.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)), [0.1], batch_size=0)
+
+
+def test_parzen_protocol_options_are_validated_with_the_allowed_values():
+    import importlib
+
+    from gan_jax import config as config_lib
+    c = importlib.import_module("experiments.goodfellow2014_mnist").get_config()
+    config_lib.validate(c)
+    assert (c.eval.parzen_num_samples, c.eval.parzen_num_validation, tuple(c.eval.parzen_sigma_grid)) == (
+        parzen.NUM_SAMPLES, parzen.NUM_VALIDATION, parzen.SIGMA_GRID)
+    for field, value, message in (("parzen_sigma_grid", (0.0, -1.0, 10), "must be \\(start, end, count\\)"),
+                                  ("parzen_sigma_grid", (-1.0, 0.0), "must be \\(start, end, count\\)"),
+                                  ("parzen_num_validation", 20_000, "must be an integer in 1..10000"),
+                                  ("parzen_num_samples", 0, "must be an integer >= 1, got 0")):
+        bad = c.copy_and_resolve_references()
+        bad.eval[field] = value
+        with pytest.raises(ValueError, match=f"config.eval.{field} {message}"):
+            config_lib.validate(bad)

@@ -103,6 +103,14 @@ def test_parzen_scores_reproduce_the_parzen_reference_values():
     np.testing.assert_allclose(scores["parzen_std_err"], ll.std() / np.sqrt(len(ll)), rtol=1e-4)
     assert scores["nn_distance_ratio"] < 1e-2  # the samples are the training images
     assert set(scores) == {"parzen_log_likelihood", "parzen_std_err", "parzen_sigma", "nn_distance_ratio"}
+    # parzen_ll.py's options: another σ grid (its --sigma_start/--sigma_end/--cross_val) and fewer samples.
+    fine = parzen.sigma_grid(-1.5, 0.0, 31)
+    finer = protocols.parzen_scores(sampler, validation, test, centres, num_samples=100, sigmas=fine)
+    assert calls[-1] == (100, 0)
+    means = [scipy_parzen(validation, centres[:100], s).mean() for s in fine]
+    assert finer["parzen_sigma"] == fine[int(np.argmax(means))]
+    np.testing.assert_allclose(finer["parzen_log_likelihood"],
+                               scipy_parzen(test, centres[:100], finer["parzen_sigma"]).mean(), rtol=1e-5)
 
 
 def test_image_scores_of_real_images_as_samples_give_fid_zero():
@@ -164,6 +172,8 @@ def test_protocol_lines_name_their_counts():
     line = protocols.mixture_protocol(2500, ema_decay=0.999, precise_bn_batches=100, batch_size=64)
     assert "EMA generator (decay 0.999)" in line and "*_precise_bn: G's batch statistics recomputed from 100 " \
         "batches of 64" in line
-    assert "10,000 samples" in protocols.parzen_protocol()
+    assert "10,000 samples, sigma from logspace(-1, 0, 10) on MNIST train[50000:51000]" in protocols.parzen_protocol()
+    assert "2,000 samples, sigma from logspace(-1.5, 0, 31) on MNIST train[50000:60000]" in protocols.parzen_protocol(
+        2000, (-1.5, 0.0, 31), 10_000)
     assert protocols.image_protocol(40, "mnist", "clf").startswith("40 samples vs the first 40 mnist test images")
     assert protocols.stacked_mnist_protocol(26000, "clf").startswith("26000 samples, each channel classified by clf")

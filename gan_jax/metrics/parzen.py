@@ -8,7 +8,8 @@ Goodfellow et al.'s protocol (goodfeli/adversarial `parzen_ll.py`):
   so map [-1, 1] images with `to_unit_interval` first;
 - 10,000 generated samples as centres;
 - σ chosen from `GOODFELLOW_SIGMAS` = logspace(−1, 0, 10) by the mean log-likelihood of the first 1,000
-  images of the validation split MNIST train[50000:60000];
+  images of the validation split MNIST train[50000:60000] (the script's options change the grid, the count
+  of validation images and of samples: `sigma_grid`, `mnist_parzen_points`);
 - reported: mean log-likelihood (nats) of the 10,000 test images ± std / √10000 (ddof = 0).
 Adversarial nets score 225 ± 2; real training images train[0:10000] used as centres score about
 241–243 (σ ≈ 0.167), so memorising the training set beats the paper's number.
@@ -28,10 +29,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-GOODFELLOW_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
-NUM_SAMPLES = 10_000        # generated samples used as centres
-NUM_VALIDATION = 1_000      # first images of MNIST train[50000:60000] used to choose σ
+SIGMA_GRID = (-1.0, 0.0, 10)  # parzen_ll.py's --sigma_start, --sigma_end, --cross_val
+NUM_SAMPLES = 10_000        # generated samples used as centres (its --num_samples)
+NUM_VALIDATION = 1_000      # first images of MNIST train[50000:60000] used to choose σ (its --limit_size)
 VALIDATION_START = 50_000
+
+
+def sigma_grid(start: float, end: float, count: int) -> tuple[float, ...]:
+    """parzen_ll.py's σ candidates: logspace(start, end, count)."""
+    if not (isinstance(count, int) and count >= 1 and start <= end):
+        raise ValueError(f"a σ grid is (start, end, count) with start <= end and an integer count >= 1, got "
+                         f"{(start, end, count)!r}")
+    return tuple(float(s) for s in np.logspace(start, end, count))
+
+
+GOODFELLOW_SIGMAS = sigma_grid(*SIGMA_GRID)
 
 
 def to_unit_interval(images: jax.Array) -> jax.Array:
@@ -85,12 +97,16 @@ def parzen_evaluate(test_points: jax.Array, validation_points: jax.Array, centre
             "validation_means": np.asarray(validation_means)}
 
 
-def mnist_parzen_points(data_dir: str, manual_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(validation [1000, 784], test [10000, 784]) MNIST pixels in [0, 1], as in the paper."""
+def mnist_parzen_points(data_dir: str, manual_dir: str | None = None, num_validation: int = NUM_VALIDATION
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(validation [num_validation, 784], test [10000, 784]) MNIST pixels in [0, 1], as in the paper."""
+    if not 1 <= num_validation <= 60_000 - VALIDATION_START:
+        raise ValueError(f"num_validation must be in 1..{60_000 - VALIDATION_START} (MNIST train[50000:60000]), "
+                         f"got {num_validation}")
     from gan_jax.data import make_image_source
     train = make_image_source("mnist", data_dir, "train", manual_dir=manual_dir)
     test = make_image_source("mnist", data_dir, "test", manual_dir=manual_dir)
-    validation = train.__getitems__(np.arange(VALIDATION_START, VALIDATION_START + NUM_VALIDATION))["image"]
+    validation = train.__getitems__(np.arange(VALIDATION_START, VALIDATION_START + num_validation))["image"]
     test_images = test.__getitems__(np.arange(len(test)))["image"]
     return np.asarray(to_unit_interval(validation)), np.asarray(to_unit_interval(test_images))
 

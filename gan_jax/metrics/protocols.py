@@ -16,7 +16,7 @@ The `*_protocol` functions give the line to record next to each number.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -112,9 +112,10 @@ def nearest_distance(points: np.ndarray, reference: np.ndarray, chunk: int = 10_
 
 
 def parzen_scores(sampler: Sampler, validation: np.ndarray, test: np.ndarray, train_pixels: np.ndarray,
-                  num_samples: int = parzen.NUM_SAMPLES) -> dict[str, float]:
+                  num_samples: int = parzen.NUM_SAMPLES, sigmas: Sequence[float] = parzen.GOODFELLOW_SIGMAS
+                  ) -> dict[str, float]:
     """Goodfellow et al. 2014's Parzen-window log-likelihood of the test points under `num_samples`
-    samples in [0, 1] pixels (σ chosen on the validation points; `metrics.parzen.parzen_evaluate`), and
+    samples in [0, 1] pixels (σ chosen from `sigmas` on the validation points; `metrics.parzen.parzen_evaluate`), and
     a memorisation check: the median distance of 1,000 samples to their nearest training image over
     the same for 1,000 test images (≈ 1 for a generator that does not copy; → 0 for one that memorises).
 
@@ -122,7 +123,7 @@ def parzen_scores(sampler: Sampler, validation: np.ndarray, test: np.ndarray, tr
     (`parzen.mnist_parzen_points`, `parzen.to_unit_interval`); samples are [−1, 1] images.
     -> {"parzen_log_likelihood", "parzen_std_err", "parzen_sigma", "nn_distance_ratio"}."""
     centres = np.asarray(parzen.to_unit_interval(draw(sampler, num_samples)))
-    ll = parzen.parzen_evaluate(jnp.asarray(test), jnp.asarray(validation), jnp.asarray(centres))
+    ll = parzen.parzen_evaluate(jnp.asarray(test), jnp.asarray(validation), jnp.asarray(centres), sigmas)
     ratio = (nearest_distance(centres[:NUM_NEAREST], train_pixels)
              / nearest_distance(test[:NUM_NEAREST], train_pixels))
     return {"parzen_log_likelihood": ll["mean"], "parzen_std_err": ll["std_err"], "parzen_sigma": ll["sigma"],
@@ -140,11 +141,13 @@ def mixture_protocol(num_samples: int, ema_decay: float = 0.0, precise_bn_batche
     return f"{num_samples} samples from {generator}; PacGAN's mode statistics{precise}"
 
 
-def parzen_protocol() -> str:
-    """The protocol line of `parzen_scores` with its defaults and `parzen.mnist_parzen_points`."""
-    return ("Goodfellow et al. 2014 Parzen protocol: 10,000 samples, sigma from logspace(-1, 0, 10) on MNIST "
-            "train[50000:51000], 10,000 test images, pixels in [0, 1]; memorisation: 1,000 samples' vs 1,000 test "
-            "images' median nearest-training-image distance")
+def parzen_protocol(num_samples: int = parzen.NUM_SAMPLES, sigma_grid: Sequence = parzen.SIGMA_GRID,
+                    num_validation: int = parzen.NUM_VALIDATION) -> str:
+    """The protocol line of `parzen_scores` with `parzen.mnist_parzen_points` (defaults: the paper's)."""
+    start, end, count = sigma_grid
+    return (f"Goodfellow et al. 2014 Parzen protocol: {num_samples:,} samples, sigma from logspace({start:g}, {end:g}, "
+            f"{count}) on MNIST train[50000:{50_000 + num_validation}], 10,000 test images, pixels in [0, 1]; "
+            "memorisation: 1,000 samples' vs 1,000 test images' median nearest-training-image distance")
 
 
 def stacked_mnist_protocol(num_samples: int, classifier_dir: str) -> str:

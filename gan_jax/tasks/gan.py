@@ -148,16 +148,19 @@ class Task:
         c = self.config
         if c.data.name != "mnist":
             raise ValueError(f"config.eval.parzen follows Goodfellow et al.'s MNIST protocol; dataset is {c.data.name!r}")
-        validation, test = parzen.mnist_parzen_points(c.data.data_dir or None, c.data.manual_dir or None)
+        validation, test = parzen.mnist_parzen_points(c.data.data_dir or None, c.data.manual_dir or None,
+                                                      c.eval.parzen_num_validation)
         train_px = np.asarray(parzen.to_unit_interval(self.source.__getitems__(np.arange(len(self.source)))["x"]))
-        return protocols.parzen_scores(self.sampler(state), validation, test, train_px)
+        return protocols.parzen_scores(self.sampler(state), validation, test, train_px, c.eval.parzen_num_samples,
+                                       parzen.sigma_grid(*c.eval.parzen_sigma_grid))
 
     def protocol(self) -> str:
         """How `evaluate`'s numbers are measured, for eval.json."""
         c = self.config
         if c.data.name in mixtures.MIXTURES:
             return protocols.mixture_protocol(c.eval.num_samples, c.ema_decay, c.eval.precise_bn_batches, c.batch_size)
-        parts = [protocols.parzen_protocol()] if c.eval.parzen else []
+        parts = [protocols.parzen_protocol(c.eval.parzen_num_samples, tuple(c.eval.parzen_sigma_grid),
+                                           c.eval.parzen_num_validation)] if c.eval.parzen else []
         if c.data.name == "stacked_mnist" and c.eval.classifier_dir:
             parts.append(protocols.stacked_mnist_protocol(c.eval.num_samples, c.eval.classifier_dir))
         if scores_images(c):
