@@ -236,6 +236,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     """Raise ValueError for unknown fields or bad values of a GAN config; each message names the value and the
     allowed ones."""
     from gan_jax import losses, prior
+    from gan_jax.metrics import parzen
 
     check_fields(config, base_config())
     for field in ("loss.n_critic", "model.pack", "model.latent_dim", "eval.num_samples"):
@@ -251,13 +252,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     v = config.eval.parzen_num_samples
     _require(isinstance(v, int) and v >= 1, f"config.eval.parzen_num_samples must be an integer >= 1, got {v!r}")
     v = config.eval.parzen_num_validation
-    _require(isinstance(v, int) and 1 <= v <= 10_000,
-             f"config.eval.parzen_num_validation must be an integer in 1..10000 (MNIST train[50000:60000]), got {v!r}")
+    _require(isinstance(v, int) and 1 <= v <= parzen.MAX_VALIDATION,
+             f"config.eval.parzen_num_validation must be an integer in 1..{parzen.MAX_VALIDATION} (MNIST "
+             f"train[50000:60000]), got {v!r}")
     grid = config.eval.parzen_sigma_grid
-    _require(isinstance(grid, (tuple, list)) and len(grid) == 3 and isinstance(grid[2], int) and grid[2] >= 1
-             and grid[0] <= grid[1],
-             f"config.eval.parzen_sigma_grid must be (start, end, count): logspace exponents start <= end and an "
-             f"integer count >= 1, got {grid!r}")
+    try:
+        parzen.sigma_grid(*grid)
+    except (TypeError, ValueError):
+        _require(False, f"config.eval.parzen_sigma_grid must be (start, end, count): logspace exponents start <= end "
+                        f"and an integer count >= 1, got {grid!r}")
     _require(config.loss.name in losses.LOSS_NAMES,
              f"unknown loss {config.loss.name!r}; allowed: {list(losses.LOSS_NAMES)}")
     losses.get_loss(config.loss.name, label_smoothing=config.loss.label_smoothing)

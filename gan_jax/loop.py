@@ -1,10 +1,10 @@
 """The one training loop: `train_and_evaluate(config, workdir)` runs any task of `gan_jax.tasks`.
 
-It builds the task and its compiled data-parallel step (`config.steps_per_call` steps per call), restores the latest checkpoint of the workdir
-(refusing one of another config), trains with checkpoints every `checkpoint_every` steps, at the end and on
-SIGTERM/SIGINT, logs metrics (metrics.jsonl, TensorBoard, a progress bar), draws the task's visuals every
-`sample_every` steps, evaluates every `eval_every` steps, stops at the first non-finite metric or parameter
-without saving it, and ends with eval.json.
+It builds the task and its compiled data-parallel step (`config.steps_per_call` steps per call), restores the
+latest checkpoint of the workdir (refusing one of another config), trains with checkpoints every `checkpoint_every`
+steps, at the end and on SIGTERM/SIGINT, logs metrics (metrics.jsonl, TensorBoard, a progress bar), draws the
+task's visuals every `sample_every` steps, evaluates every `eval_every` steps, stops at the first non-finite metric
+or parameter without saving it, and ends with eval.json.
 """
 from __future__ import annotations
 

@@ -767,8 +767,8 @@ def table_page(root: str, table: paper_tables.Table, manifest: dict | None,
              _budget_sentence(table, ours), "", "## Ours against the paper", "", *_headline_lines(table, rows)]
     facts: dict[str, list[str]] = {}   # what else the numbers depend on → the rows it applies to
     for row, run in rows:
-        if _run_facts(run).strip():
-            facts.setdefault(_run_facts(run).strip(), []).append(row.method)
+        if text := _run_facts(run).strip():
+            facts.setdefault(text, []).append(row.method)
     lines += ["", *(text if len(methods) == len(rows) else f"{', '.join(methods)}: {text}"
                     for text, methods in sorted(facts.items()))] if facts else []
     if len(manifest["headline"]) == 1:

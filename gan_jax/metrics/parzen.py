@@ -33,6 +33,7 @@ SIGMA_GRID = (-1.0, 0.0, 10)  # parzen_ll.py's --sigma_start, --sigma_end, --cro
 NUM_SAMPLES = 10_000        # generated samples used as centres (its --num_samples)
 NUM_VALIDATION = 1_000      # first images of MNIST train[50000:60000] used to choose σ (its --limit_size)
 VALIDATION_START = 50_000
+MAX_VALIDATION = 60_000 - VALIDATION_START  # the whole validation split
 
 
 def sigma_grid(start: float, end: float, count: int) -> tuple[float, ...]:
@@ -100,8 +101,8 @@ def parzen_evaluate(test_points: jax.Array, validation_points: jax.Array, centre
 def mnist_parzen_points(data_dir: str, manual_dir: str | None = None, num_validation: int = NUM_VALIDATION
                         ) -> tuple[np.ndarray, np.ndarray]:
     """(validation [num_validation, 784], test [10000, 784]) MNIST pixels in [0, 1], as in the paper."""
-    if not 1 <= num_validation <= 60_000 - VALIDATION_START:
-        raise ValueError(f"num_validation must be in 1..{60_000 - VALIDATION_START} (MNIST train[50000:60000]), "
+    if not 1 <= num_validation <= MAX_VALIDATION:
+        raise ValueError(f"num_validation must be in 1..{MAX_VALIDATION} (MNIST train[50000:60000]), "
                          f"got {num_validation}")
     from gan_jax.data import make_image_source
     train = make_image_source("mnist", data_dir, "train", manual_dir=manual_dir)
