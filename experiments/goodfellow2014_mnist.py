@@ -26,8 +26,11 @@ def get_config(variant: str = ""):
     c.steps = 250 * STEPS_PER_EPOCH  # the momentum ramp's span; the paper does not state its count
     c.data.num_train = 50_000          # train[0:50000]; train[50000:60000] is the validation split
     c.eval.parzen = True
-    c.model.generator = dict(name="goodfellow", hidden=(1200, 1200), out_shape=(28, 28, 1), output_bias="marginals")
-    c.model.critic = dict(name="goodfellow", hidden=(240, 240), pieces=5, input_dropout=0.2, hidden_dropout=0.5)
+    # pylearn2's irange init (mnist.yaml): U(±0.05) for G, U(±0.005) for D; kernel_init="lecun_normal" is flax's.
+    c.model.generator = dict(name="goodfellow", hidden=(1200, 1200), out_shape=(28, 28, 1), output_bias="marginals",
+                             kernel_init="irange", init_range=0.05)
+    c.model.critic = dict(name="goodfellow", hidden=(240, 240), pieces=5, input_dropout=0.2, hidden_dropout=0.5,
+                          kernel_init="irange", init_range=0.005)
     c.loss.name = "non_saturating"
     c.loss.simultaneous = True
     # pylearn2's ExponentialDecay and MomentumAdjustor(start=1, saturate=250, final_momentum=0.7).

@@ -37,6 +37,24 @@ def test_parameter_counts_and_inits(nets):
             np.testing.assert_array_equal(layer["bias"], 0.0)
 
 
+def test_lecun_normal_ablation_scales_by_fan_in():
+    d = GoodfellowDiscriminator(kernel_init="lecun_normal")
+    params = jax.jit(functools.partial(d.init, train=False))(KEY, jnp.zeros((1, 784)))["params"]
+    # flax's lecun_normal: a normal truncated at ±2 scales, the scale set so that the variance is 1 / fan_in
+    kernels = (params["Maxout_0"]["Dense_0"]["kernel"], params["Maxout_1"]["Dense_0"]["kernel"],
+               params["Dense_0"]["kernel"])
+    for w, fan_in, rtol in zip(kernels, (784, 240, 240), (0.02, 0.02, 0.15)):  # the output layer has 240 weights
+        w = np.asarray(w)
+        assert w.shape[0] == fan_in
+        np.testing.assert_allclose(w.std(), 1 / np.sqrt(fan_in), rtol=rtol)
+        assert np.abs(w).max() <= 2 / 0.87962566 / np.sqrt(fan_in) + 1e-6
+
+
+def test_unknown_kernel_init():
+    with pytest.raises(ValueError, match="kernel_init 'orthogonal'.*irange"):
+        GoodfellowGenerator(kernel_init="orthogonal").init(KEY, jnp.zeros((1, 100)), train=False)
+
+
 def test_generator_output(nets):
     g, g_vars, _, _ = nets
     x = jax.jit(functools.partial(g.apply, train=True))(g_vars, jax.random.normal(KEY, (5, 100)))

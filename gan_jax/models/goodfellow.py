@@ -2,7 +2,7 @@
 pylearn2 configuration (goodfeli/adversarial, `mnist.yaml`).
 
 G: z (100-d; the code's default noise is "gaussian", N(0, I), which is what `train.py` draws)
-   → ReLU 1200 → ReLU 1200 → 784, weights U(−0.05, 0.05), biases 0.
+   → ReLU 1200 → ReLU 1200 → 784, weights U(−0.05, 0.05) (pylearn2's `irange`), biases 0.
 D: maxout 240 units × 5 pieces → maxout 240 × 5 → 1 logit, weights U(−0.005, 0.005), biases 0;
    dropout on the input of every layer: the image with rate 0.2 (include prob 0.8, scale 1.25),
    each hidden layer with rate 0.5 (include prob 0.5, scale 2.0) — inverted dropout as in pylearn2.
@@ -36,6 +36,17 @@ def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
     return init
 
 
+KERNEL_INITS: tuple[str, ...] = ("irange", "lecun_normal")
+
+
+def kernel_initializer(name: str, init_range: float) -> nn.initializers.Initializer:
+    """The weights' init: "irange" (the yaml's, U(−init_range, init_range)) or "lecun_normal" (flax's default,
+    N(0, 1/fan_in) truncated; `init_range` unused), the ablation of the yaml's choice."""
+    if name not in KERNEL_INITS:
+        raise ValueError(f"unknown kernel_init {name!r}; allowed: {KERNEL_INITS}")
+    return symmetric_uniform(init_range) if name == "irange" else nn.initializers.lecun_normal()
+
+
 OUTPUT_BIAS_INITS: tuple[str, ...] = ("zeros", "marginals")
 
 
@@ -56,6 +67,7 @@ class GoodfellowGenerator(nn.Module):
     hidden: Sequence[int] = (1200, 1200)
     out_shape: Sequence[int] = (28, 28, 1)
     init_range: float = 0.05
+    kernel_init: str = "irange"
     output_bias: str = "zeros"
     dtype: Any = jnp.float32
 
@@ -64,7 +76,7 @@ class GoodfellowGenerator(nn.Module):
         del train  # no batch statistics or dropout in G
         if self.output_bias not in OUTPUT_BIAS_INITS:
             raise ValueError(f"unknown output_bias {self.output_bias!r}; allowed: {OUTPUT_BIAS_INITS}")
-        init = symmetric_uniform(self.init_range)
+        init = kernel_initializer(self.kernel_init, self.init_range)
         h = z.astype(self.dtype)
         for width in self.hidden:
             h = nn.relu(nn.Dense(width, kernel_init=init, dtype=self.dtype)(h))
@@ -86,6 +98,7 @@ class GoodfellowDiscriminator(nn.Module):
     input_dropout: float = 0.2
     hidden_dropout: float = 0.5
     init_range: float = 0.005
+    kernel_init: str = "irange"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -94,7 +107,7 @@ class GoodfellowDiscriminator(nn.Module):
         for name, rate in (("input_dropout", self.input_dropout), ("hidden_dropout", self.hidden_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
-        init = symmetric_uniform(self.init_range)
+        init = kernel_initializer(self.kernel_init, self.init_range)
         x01 = (x.reshape(x.shape[0], -1).astype(self.dtype) + 1.0) / 2.0  # the paper's [0, 1] pixels
         h = nn.Dropout(self.input_dropout, deterministic=not train)(x01)
         for width in self.hidden:
