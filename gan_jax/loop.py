@@ -73,8 +73,14 @@ def checked_step(train_step: Callable) -> Callable:
 
 def scanned_step(train_step: Callable) -> Callable:
     """`train_step` over a stack of batches (leading axis: steps) in one compiled call; the metrics gain the
-    same leading axis."""
-    return lambda state, batches: lax.scan(train_step, state, batches)
+    same leading axis. A one-step stack skips the scan: XLA:CPU runs small convolutions inside a loop body
+    several times slower (a LeNet step: 2.2 ms plain, 9.7 ms in a length-1 scan; 3.3 vs 260 ms unoptimised)."""
+    def run(state, batches):
+        if jax.tree.leaves(batches)[0].shape[0] == 1:
+            new, metrics = train_step(state, jax.tree.map(lambda b: b[0], batches))
+            return new, jax.tree.map(lambda m: m[None], metrics)
+        return lax.scan(train_step, state, batches)
+    return run
 
 
 def call_ends(start: int, config: ml_collections.ConfigDict) -> Iterator[int]:
