@@ -1,5 +1,6 @@
 """Results are data, pages are generated: the committed pages equal what `--write-docs` writes from results/, every run
 file records its provenance, and every file a manifest names is there."""
+import dataclasses
 import glob
 import json
 import os
@@ -59,6 +60,15 @@ def test_summary_rows_are_computed_from_the_run_files(generated):
     pending = paper_tables.get_table("stacked_mnist")
     assert f"not produced yet: {pending.pending}" in pages["RESULTS.md"]
     assert pending.budget_note in pages["docs/results/stacked_mnist.md"]
+
+
+def test_a_table_without_results_shows_its_reason_budget_and_the_papers_values():
+    table = dataclasses.replace(paper_tables.get_table("stacked_mnist"), pending="its runs outlast this machine")
+    page = reproduce.table_page(ROOT, table, None, [])
+    assert "**Not produced yet:** its runs outlast this machine." in page and table.budget_note in page
+    assert "| DCGAN | 78.9 ± 6.5 | 4.5 ± 0.13 |" in page.splitlines()
+    [line] = [line for line in reproduce._summary_lines([(table, [])]) if "stacked_mnist" in line]
+    assert "| not produced yet: its runs outlast this machine |" in line and table.budget_note in line
 
 
 def test_every_run_file_records_its_provenance():
