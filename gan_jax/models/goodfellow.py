@@ -20,7 +20,7 @@ D returns the logit; the sigmoid is in the loss.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,15 +36,16 @@ def symmetric_uniform(init_range: float) -> nn.initializers.Initializer:
     return init
 
 
-KERNEL_INITS: tuple[str, ...] = ("irange", "lecun_normal")
+# The weights' init by name, from init_range: "irange" (the yaml's, U(−init_range, init_range)) or "lecun_normal"
+# (flax's default, N(0, 1/fan_in) truncated; init_range unused), the ablation of the yaml's choice.
+KERNEL_INITS: dict[str, Callable[[float], nn.initializers.Initializer]] = {
+    "irange": symmetric_uniform, "lecun_normal": lambda _: nn.initializers.lecun_normal()}
 
 
 def kernel_initializer(name: str, init_range: float) -> nn.initializers.Initializer:
-    """The weights' init: "irange" (the yaml's, U(−init_range, init_range)) or "lecun_normal" (flax's default,
-    N(0, 1/fan_in) truncated; `init_range` unused), the ablation of the yaml's choice."""
     if name not in KERNEL_INITS:
-        raise ValueError(f"unknown kernel_init {name!r}; allowed: {KERNEL_INITS}")
-    return symmetric_uniform(init_range) if name == "irange" else nn.initializers.lecun_normal()
+        raise ValueError(f"unknown kernel_init {name!r}; allowed: {list(KERNEL_INITS)}")
+    return KERNEL_INITS[name](init_range)
 
 
 OUTPUT_BIAS_INITS: tuple[str, ...] = ("zeros", "marginals")
